@@ -1,0 +1,60 @@
+//! Host-side bindings to the plugin worlds in `wit/`. Every world shares
+//! the `types` and `host` interfaces generated for the router world, so one
+//! `Envelope` type serves every kind.
+
+mod router {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "router-plugin",
+        exports: { default: async },
+    });
+}
+
+mod risk {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "risk-plugin",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::router::sluice::plugin::types,
+            "sluice:plugin/host": super::router::sluice::plugin::host,
+        },
+    });
+}
+
+mod pricing {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "pricing-plugin",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::router::sluice::plugin::types,
+            "sluice:plugin/host": super::router::sluice::plugin::host,
+        },
+    });
+}
+
+mod translator {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "translator-plugin",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::router::sluice::plugin::types,
+            "sluice:plugin/host": super::router::sluice::plugin::host,
+        },
+    });
+}
+
+pub use pricing::exports::sluice::plugin::pricing::PriceTable;
+pub use pricing::{PricingPlugin, PricingPluginPre};
+pub use risk::exports::sluice::plugin::risk::{Denial, Verdict};
+pub use risk::sluice::plugin::request_content;
+pub use risk::{RiskPlugin, RiskPluginPre};
+pub use router::sluice::plugin::types::{Caller, ChannelCandidate, Envelope, PluginError, Usage};
+pub use router::sluice::plugin::{host, types};
+pub use router::{RouterPlugin, RouterPluginPre};
+pub use translator::exports::sluice::plugin::translator::{
+    CredentialPlacement, Direction, ErrorResponse, StreamEnd, UpstreamRequest,
+};
+pub use translator::{TranslatorPlugin, TranslatorPluginPre};

@@ -1,0 +1,42 @@
+//! The plugins built into the binary: the default chain that serves with no
+//! plugin folder at all.
+
+use super::bundle::{Bundle, Manifest};
+
+macro_rules! embedded {
+    ($name:literal) => {
+        (
+            include_str!(concat!(
+                env!("SLUICE_BUNDLES_DIR"),
+                "/",
+                $name,
+                "/plugin.toml"
+            )),
+            include_bytes!(concat!(
+                env!("SLUICE_BUNDLES_DIR"),
+                "/",
+                $name,
+                "/plugin.wasm"
+            ))
+            .as_slice(),
+        )
+    };
+}
+
+const EMBEDDED: [(&str, &[u8]); 4] = [
+    embedded!("router"),
+    embedded!("risk"),
+    embedded!("pricing"),
+    embedded!("openai"),
+];
+
+/// The built-in bundles: `router`, `risk`, `pricing` and `openai`.
+pub fn bundles() -> Vec<Bundle> {
+    EMBEDDED
+        .iter()
+        .map(|(manifest, component)| {
+            let manifest = Manifest::parse(manifest).expect("built-in manifests are valid");
+            Bundle::new(manifest, *component)
+        })
+        .collect()
+}

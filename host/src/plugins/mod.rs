@@ -1,0 +1,20 @@
+//! The sandboxed plugin platform: bundles, the wasmtime runtime, instance
+//! pools, and the typed calls the gateway makes into each plugin kind.
+
+pub mod bindings;
+pub mod builtin;
+mod bundle;
+mod cache;
+mod fault;
+mod kinds;
+mod pool;
+mod runtime;
+mod state;
+
+pub use bundle::{Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind};
+pub use cache::Origin;
+pub use fault::{CallError, Failure};
+pub use kinds::{LoadedPlugin, Plugin, Pricing, Risk, Router, Translator, TranslatorStream};
+pub use pool::World;
+pub use runtime::{LoadError, Loaded, Runtime, RuntimeConfig};
+pub use state::RequestText;

@@ -1,0 +1,253 @@
+//! The built-in translator for the OpenAI Chat Completions protocol.
+//!
+//! OpenAI's shape is Sluice's canonical form, so translation is the identity
+//! but for the upstream model name; what this plugin adds is the protocol's
+//! HTTP details and reading usage from bodies and streams.
+
+use serde::Deserialize;
+use sluice_sdk::sse::SseDecoder;
+use sluice_sdk::{
+    Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
+    StreamTranslator, Translator, UpstreamRequest, Usage,
+};
+
+struct OpenAi;
+
+impl Translator for OpenAi {
+    type Stream = UsageWatcher;
+
+    fn new(_config: Config) -> Result<Self, PluginError> {
+        Ok(OpenAi)
+    }
+
+    fn request_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+        Ok(body)
+    }
+
+    fn request_from_canonical(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+    ) -> Result<UpstreamRequest, PluginError> {
+        let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| PluginError::new("invalid_request", format!("request body: {e}")))?;
+        request.insert("model".into(), model.into());
+        Ok(UpstreamRequest {
+            path: "/chat/completions".into(),
+            headers: vec![],
+            credential: CredentialPlacement::Bearer,
+            body: serde_json::to_vec(&request).expect("a JSON map serializes"),
+        })
+    }
+
+    fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+        Ok(body)
+    }
+
+    fn response_from_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+        Ok(body)
+    }
+
+    fn response_usage(&self, body: &[u8]) -> Result<Option<Usage>, PluginError> {
+        let response: WithUsage = serde_json::from_slice(body)
+            .map_err(|e| PluginError::new("invalid_response", format!("response body: {e}")))?;
+        Ok(response.usage.map(Usage::from))
+    }
+
+    fn error_to_canonical(&self, error: ErrorResponse) -> Result<ErrorResponse, PluginError> {
+        Ok(error)
+    }
+
+    fn error_from_canonical(&self, error: ErrorResponse) -> Result<ErrorResponse, PluginError> {
+        Ok(error)
+    }
+
+    fn stream(&self, direction: Direction) -> UsageWatcher {
+        UsageWatcher {
+            forward: !matches!(direction, Direction::Observe),
+            decoder: SseDecoder::new(),
+            usage: None,
+        }
+    }
+}
+
+/// Passes the stream through unchanged (or, observing, not at all) and
+/// remembers the last usage it carried.
+struct UsageWatcher {
+    forward: bool,
+    decoder: SseDecoder,
+    usage: Option<Usage>,
+}
+
+/// Every chunk of a stream with `include_usage` carries `"usage":null`; only
+/// the last has a value. Parse only events that may hold one.
+fn watch(usage: &mut Option<Usage>, data: &[u8]) {
+    if !contains(data, b"\"usage\"") || contains(data, b"\"usage\":null") {
+        return;
+    }
+    if let Ok(WithUsage { usage: Some(seen) }) = serde_json::from_slice(data) {
+        *usage = Some(seen.into());
+    }
+}
+
+impl StreamTranslator for UsageWatcher {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let usage = &mut self.usage;
+        self.decoder
+            .push(chunk, |event| -> Result<(), PluginError> {
+                watch(usage, event.data);
+                Ok(())
+            })?;
+        Ok(if self.forward {
+            chunk.to_vec()
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn finish(&mut self) -> Result<StreamEnd, PluginError> {
+        let usage = &mut self.usage;
+        self.decoder.finish(|event| -> Result<(), PluginError> {
+            watch(usage, event.data);
+            Ok(())
+        })?;
+        Ok(StreamEnd {
+            tail: Vec::new(),
+            used: self.usage,
+        })
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
+        }
+    }
+}
+
+sluice_sdk::export_translator!(OpenAi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hé\"}}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5,",
+        "\"total_tokens\":17,\"prompt_tokens_details\":{\"cached_tokens\":4},",
+        "\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn streams_pass_through_byte_for_byte_and_report_usage_at_any_split() {
+        for piece in [1, 2, 3, 7, 64, STREAM.len()] {
+            let mut stream = OpenAi.stream(Direction::ToCanonical);
+            let mut out = Vec::new();
+            for chunk in STREAM.as_bytes().chunks(piece) {
+                out.extend(stream.push(chunk).unwrap());
+            }
+            let end = stream.finish().unwrap();
+            out.extend(end.tail);
+            assert_eq!(out, STREAM.as_bytes());
+            let used = end.used.expect("usage");
+            assert_eq!(
+                (
+                    used.prompt_tokens,
+                    used.completion_tokens,
+                    used.cached_tokens,
+                    used.reasoning_tokens
+                ),
+                (12, 5, 4, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn observing_emits_nothing_but_still_reads_usage() {
+        let mut stream = OpenAi.stream(Direction::Observe);
+        assert!(stream.push(STREAM.as_bytes()).unwrap().is_empty());
+        assert_eq!(stream.finish().unwrap().used.unwrap().prompt_tokens, 12);
+    }
+
+    #[test]
+    fn a_stream_without_usage_reports_none() {
+        let mut stream = OpenAi.stream(Direction::FromCanonical);
+        stream
+            .push(b"data: {\"choices\":[],\"usage\":null}\n\ndata: [DONE]\n\n")
+            .unwrap();
+        assert!(stream.finish().unwrap().used.is_none());
+    }
+
+    #[test]
+    fn upstream_request_names_the_upstream_model_and_keeps_other_fields() {
+        let body = br#"{"model":"alias","messages":[{"role":"user","content":"hi"}],"x_custom":1}"#;
+        let call = OpenAi
+            .request_from_canonical(body.to_vec(), "gpt-4o-mini")
+            .unwrap();
+        assert_eq!(call.path, "/chat/completions");
+        assert!(matches!(call.credential, CredentialPlacement::Bearer));
+        assert_eq!(
+            String::from_utf8(call.body).unwrap(),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x_custom":1}"#
+        );
+        let bad = OpenAi
+            .request_from_canonical(b"not json".to_vec(), "m")
+            .err()
+            .unwrap();
+        assert_eq!(bad.code, "invalid_request");
+    }
+
+    #[test]
+    fn reads_usage_from_a_response_body() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let used = OpenAi.response_usage(body).unwrap().unwrap();
+        assert_eq!(
+            (
+                used.prompt_tokens,
+                used.completion_tokens,
+                used.cached_tokens
+            ),
+            (3, 4, 0)
+        );
+        assert!(OpenAi.response_usage(br#"{"id":"x"}"#).unwrap().is_none());
+    }
+}

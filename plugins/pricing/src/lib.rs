@@ -1,0 +1,23 @@
+//! The built-in pricing plugin: the ratio model (see `sluice_sdk::ratio`).
+
+use sluice_sdk::{Caller, Config, Envelope, PluginError, PriceTable, Pricing, Usage};
+
+struct RatioPricing;
+
+impl Pricing for RatioPricing {
+    fn new(_config: Config) -> Result<Self, PluginError> {
+        Ok(RatioPricing)
+    }
+
+    fn price(
+        &self,
+        _request: &Envelope,
+        _caller: &Caller,
+        usage: &Usage,
+        prices: &PriceTable,
+    ) -> Result<u64, PluginError> {
+        sluice_sdk::ratio::charge(usage, prices)
+    }
+}
+
+sluice_sdk::export_pricing!(RatioPricing);

@@ -1,0 +1,62 @@
+//! A router that misbehaves when the request's model names a fault, so the
+//! host's containment can be tested with a real component. Models:
+//! `loop`, `allocate`, `recurse`, `panic` (see `test_faults`);
+//! `bad-index` and `duplicate` (malformed output); `error` (a deliberate
+//! plugin error); `calls` (reports how many calls this instance served, as
+//! an error whose message is the count); `config` (returns its configuration
+//! the same way); `probe` (reports what of the outside world it can reach:
+//! environment variables, files, the clock, the network). Any other model gets the candidates in their given order.
+
+use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
+use std::cell::Cell;
+
+struct FaultyRouter {
+    config: Config,
+    calls: Cell<u64>,
+}
+
+impl Router for FaultyRouter {
+    fn new(config: Config) -> Result<Self, PluginError> {
+        Ok(FaultyRouter {
+            config,
+            calls: Cell::new(0),
+        })
+    }
+
+    fn route(
+        &self,
+        request: &Envelope,
+        _caller: &Caller,
+        candidates: &[ChannelCandidate],
+    ) -> Result<Vec<u32>, PluginError> {
+        self.calls.set(self.calls.get() + 1);
+        test_faults::commit(&request.model);
+        let count = candidates.len() as u32;
+        match request.model.as_str() {
+            "bad-index" => Ok(vec![count]),
+            "duplicate" => Ok(vec![0, 0]),
+            "error" => Err(PluginError::new("refused", "asked to refuse")),
+            "calls" => Err(PluginError::new("calls", self.calls.get().to_string())),
+            "config" => Err(PluginError::new("config", self.config.json())),
+            "probe" => Err(PluginError::new("probe", probe())),
+            "log" => {
+                sluice_sdk::log::warn("a line from the faulty router");
+                Ok((0..count).collect())
+            }
+            _ => Ok((0..count).collect()),
+        }
+    }
+}
+
+sluice_sdk::export_router!(FaultyRouter);
+
+fn probe() -> String {
+    let env = std::env::vars().count();
+    let files = std::fs::read_dir("/").is_ok();
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let network = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
+    format!("env={env} files={files} clock={clock} network={network}")
+}
