@@ -3,7 +3,7 @@
 //! A plugin is a type that implements one of the kind traits ([`Router`],
 //! [`Risk`], [`Pricing`], [`Translator`]) and one export macro call:
 //!
-//! ```ignore
+//! ```
 //! use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
 //!
 //! struct FirstChannel;

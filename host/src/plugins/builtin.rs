@@ -40,3 +40,10 @@ pub fn bundles() -> Vec<Bundle> {
         })
         .collect()
 }
+
+/// The built-in bundle called `name`.
+pub fn named(name: &str) -> Option<Bundle> {
+    bundles()
+        .into_iter()
+        .find(|bundle| bundle.manifest.name == name)
+}

@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn refuses_bad_manifests_with_the_reason() {
         let error = |text: &str| Manifest::parse(text).unwrap_err().to_string();
-        assert!(error(r#"name = "x" kind = "router""#).contains("version"));
+        assert!(error("name = \"x\"\nkind = \"router\"").contains("missing field `version`"));
         assert!(
             error("name = \"x\"\nkind = \"cache\"\nversion = \"1\"").contains("unknown variant")
         );

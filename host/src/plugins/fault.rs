@@ -85,7 +85,7 @@ pub(super) fn classify(
     match error.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => Failure::Trap("panicked or aborted".into()),
         Some(Trap::StackOverflow) => Failure::Trap("stack overflow".into()),
-        Some(trap) => Failure::Trap(trap.to_string()),
+        Some(trap) => Failure::Trap(trap.to_string().trim_start_matches("wasm trap: ").into()),
         None => Failure::Trap(first_line(&error.to_string())),
     }
 }

@@ -271,7 +271,12 @@ impl Runtime {
                 return Err(DeadlineReached.into());
             }
             state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's own yield, not wasmtime's plain re-wake: it lets the
+            // scheduler poll its I/O driver before resuming this call.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store
     }
