@@ -1,5 +1,13 @@
 //! Sluice: an AI API gateway whose business logic (routing, risk, pricing,
 //! protocol translation) runs as sandboxed WebAssembly plugins.
 
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod gateway;
 pub mod plugins;
+pub mod protocol;
+pub mod routing;
+pub mod server;
 pub mod telemetry;
+pub mod upstream;

@@ -1,6 +1,7 @@
 //! The `sluice` command.
 
 use clap::{Parser, Subcommand};
+use sluice::config::Config;
 use sluice::plugins::{Bundle, Runtime, RuntimeConfig, builtin};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the gateway. Without --config: the embedded default, which
+    /// serves the demo upstream with the key sk-sluice-demo.
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Runs only the demo upstream, a fake OpenAI-compatible provider.
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
+    },
     /// Work with plugin bundles.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -45,6 +57,25 @@ fn main() -> ExitCode {
         .expect("starting the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve { config } => {
+                let config = match config {
+                    Some(path) => Config::load(&path).map_err(|e| e.to_string())?,
+                    None => Config::embedded_default(),
+                };
+                sluice::server::run(config).await
+            }
+            Command::DemoUpstream { listen } => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                println!(
+                    "demo upstream listening on http://{}",
+                    listener.local_addr().map_err(|e| e.to_string())?
+                );
+                sluice::demo::serve(listener)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Command::Plugin(PluginCommand::Builtins) => {
                 for bundle in builtin::bundles() {
                     describe(&bundle);

@@ -35,6 +35,7 @@
 extern crate self as sluice_sdk;
 
 pub mod bindings;
+pub mod canonical;
 mod config;
 mod exports;
 pub mod log;

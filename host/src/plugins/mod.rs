@@ -5,14 +5,18 @@ pub mod bindings;
 pub mod builtin;
 mod bundle;
 mod cache;
+mod chain;
 mod fault;
 mod kinds;
 mod pool;
 mod runtime;
 mod state;
 
-pub use bundle::{Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind};
+pub use bundle::{
+    Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind, hex,
+};
 pub use cache::Origin;
+pub use chain::Chain;
 pub use fault::{CallError, Failure};
 pub use kinds::{LoadedPlugin, Plugin, Pricing, Risk, Router, Translator, TranslatorStream};
 pub use pool::World;

@@ -1,5 +1,10 @@
-//! Logging set-up: human-readable lines by default, JSON with
-//! `SLUICE_LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`).
+//! Logging: human-readable lines by default, JSON with
+//! `SLUICE_LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`); and the
+//! per-request access line.
+
+mod access;
+
+pub use access::AccessLog;
 
 use tracing_subscriber::EnvFilter;
 

@@ -4,7 +4,7 @@
 //! but for the upstream model name; what this plugin adds is the protocol's
 //! HTTP details and reading usage from bodies and streams.
 
-use serde::Deserialize;
+use sluice_sdk::canonical;
 use sluice_sdk::sse::SseDecoder;
 use sluice_sdk::{
     Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
@@ -49,9 +49,8 @@ impl Translator for OpenAi {
     }
 
     fn response_usage(&self, body: &[u8]) -> Result<Option<Usage>, PluginError> {
-        let response: WithUsage = serde_json::from_slice(body)
-            .map_err(|e| PluginError::new("invalid_response", format!("response body: {e}")))?;
-        Ok(response.usage.map(Usage::from))
+        canonical::usage(body)
+            .map_err(|e| PluginError::new("invalid_response", format!("response body: {e}")))
     }
 
     fn error_to_canonical(&self, error: ErrorResponse) -> Result<ErrorResponse, PluginError> {
@@ -79,14 +78,11 @@ struct UsageWatcher {
     usage: Option<Usage>,
 }
 
-/// Every chunk of a stream with `include_usage` carries `"usage":null`; only
-/// the last has a value. Parse only events that may hold one.
 fn watch(usage: &mut Option<Usage>, data: &[u8]) {
-    if !contains(data, b"\"usage\"") || contains(data, b"\"usage\":null") {
-        return;
-    }
-    if let Ok(WithUsage { usage: Some(seen) }) = serde_json::from_slice(data) {
-        *usage = Some(seen.into());
+    if canonical::may_carry_usage(data)
+        && let Ok(Some(seen)) = canonical::usage(data)
+    {
+        *usage = Some(seen);
     }
 }
 
@@ -115,50 +111,6 @@ impl StreamTranslator for UsageWatcher {
             tail: Vec::new(),
             used: self.usage,
         })
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-#[derive(Deserialize)]
-struct WithUsage {
-    usage: Option<OpenAiUsage>,
-}
-
-#[derive(Deserialize)]
-struct OpenAiUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: u64,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: u64,
-}
-
-impl From<OpenAiUsage> for Usage {
-    fn from(u: OpenAiUsage) -> Self {
-        Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
-            reasoning_tokens: u
-                .completion_tokens_details
-                .map_or(0, |d| d.reasoning_tokens),
-        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! A router that misbehaves when the request's model names a fault, so the
-//! host's containment can be tested with a real component. Models:
+//! host's containment can be tested with a real component. The fault is the
+//! model's last `/`-separated segment (`fault/loop` loops, so end-to-end
+//! tests can reach it through a gateway channel serving `fault/*`). Faults:
 //! `loop`, `allocate`, `recurse`, `panic` (see `test_faults`);
 //! `bad-index` and `duplicate` (malformed output); `error` (a deliberate
 //! plugin error); `calls` (reports how many calls this instance served, as
@@ -30,9 +32,10 @@ impl Router for FaultyRouter {
         candidates: &[ChannelCandidate],
     ) -> Result<Vec<u32>, PluginError> {
         self.calls.set(self.calls.get() + 1);
-        test_faults::commit(&request.model);
+        let fault = request.model.rsplit('/').next().unwrap_or_default();
+        test_faults::commit(fault);
         let count = candidates.len() as u32;
-        match request.model.as_str() {
+        match fault {
             "bad-index" => Ok(vec![count]),
             "duplicate" => Ok(vec![0, 0]),
             "error" => Err(PluginError::new("refused", "asked to refuse")),

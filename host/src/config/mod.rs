@@ -1,0 +1,297 @@
+//! The gateway's configuration file (`sluice.toml`). Every section is
+//! optional; `examples/sluice.toml` documents each key.
+
+use crate::plugins::RuntimeConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("a valid address")
+}
+
+fn default_max_body_bytes() -> usize {
+    32 << 20
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Time to open a connection to a channel.
+    pub connect_timeout_ms: u64,
+    /// Time from sending a request to the response's headers.
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two pieces of a response body.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 120_000,
+            idle_timeout_ms: 120_000,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    /// The channel's wire protocol, e.g. `openai-chat`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// Prefix of every upstream path, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The environment variable holding the channel's credential. The
+    /// secret itself never appears in the file, logs or errors.
+    pub api_key_env: Option<String>,
+    /// Models served: exact names, or prefixes ending in `*`.
+    pub models: Vec<String>,
+    /// Client model name → the upstream's name for it.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_protocol() -> String {
+    "openai-chat".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The client's API key, as sent in `Authorization: Bearer …`.
+    pub key: String,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub user: String,
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Models this key may use (exact or `prefix*`); empty allows all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Tags added to every request made with this key.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// A folder of extra bundles (one sub-folder each), beside the built-ins.
+    pub dir: Option<PathBuf>,
+    pub risk: String,
+    pub router: String,
+    /// Inbound or channel protocol → the translator bundle for it.
+    pub translators: BTreeMap<String, String>,
+    /// Bundle name → configuration replacing the bundle's own `[config]`.
+    pub config: BTreeMap<String, toml::Table>,
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            risk: "risk".into(),
+            router: "router".into(),
+            translators: BTreeMap::from([("openai-chat".into(), "openai".into())]),
+            config: BTreeMap::new(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Start the demo upstream in-process and serve its `demo*` models
+    /// through a channel named `demo`, so the gateway answers offline.
+    pub enabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The configuration `sluice serve` uses without `--config`: the built-in
+/// plugins, the demo upstream, and one demo key.
+pub const EMBEDDED_DEFAULT: &str = r#"
+listen = "127.0.0.1:8080"
+
+[demo]
+enabled = true
+
+[[keys]]
+key = "sk-sluice-demo"
+user = "demo"
+"#;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn embedded_default() -> Self {
+        Config::parse(EMBEDDED_DEFAULT, "embedded default").expect("the default config is valid")
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for channel in &self.channels {
+            if !names.insert(channel.name.as_str()) {
+                return Err(format!("channel {:?} is declared twice", channel.name));
+            }
+            if channel.name == "demo" && self.demo.enabled {
+                return Err("channel name \"demo\" is reserved for the demo upstream".into());
+            }
+            if !(channel.base_url.starts_with("http://")
+                || channel.base_url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "channel {:?}: base_url must start with http:// or https://",
+                    channel.name
+                ));
+            }
+            if channel.models.is_empty() {
+                return Err(format!("channel {:?} serves no models", channel.name));
+            }
+        }
+        let mut keys = std::collections::HashSet::new();
+        for key in &self.keys {
+            if key.key.len() < 8 {
+                return Err(format!(
+                    "the key of user {:?} is shorter than 8 characters",
+                    key.user
+                ));
+            }
+            if !keys.insert(key.key.as_str()) {
+                return Err(format!("user {:?} reuses another key", key.user));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `model` matches `pattern`: equal, or `pattern` is `prefix*`.
+pub fn model_matches(pattern: &str, model: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => model.starts_with(prefix),
+        None => pattern == model,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_serves_the_demo() {
+        let config = Config::embedded_default();
+        assert!(config.demo.enabled);
+        assert_eq!(config.keys.len(), 1);
+        assert_eq!(config.plugins.translators["openai-chat"], "openai");
+    }
+
+    #[test]
+    fn the_annotated_example_parses() {
+        let example = include_str!("../../../examples/sluice.toml");
+        let config = Config::parse(example, "examples/sluice.toml").unwrap();
+        assert!(!config.channels.is_empty());
+    }
+
+    #[test]
+    fn refuses_inconsistent_files_with_the_reason() {
+        let error = |text: &str| Config::parse(text, "t").unwrap_err().to_string();
+        let channel = "[[channels]]\nname = \"a\"\nbase_url = \"http://x\"\nmodels = [\"m\"]\n";
+        assert!(error(&format!("{channel}{channel}")).contains("declared twice"));
+        assert!(
+            error("[[channels]]\nname = \"a\"\nbase_url = \"ftp://x\"\nmodels = [\"m\"]")
+                .contains("http://")
+        );
+        assert!(error("[[keys]]\nkey = \"short\"\nuser = \"u\"").contains("shorter than 8"));
+        assert!(error("lisen = \"1.2.3.4:5\"").contains("unknown field"));
+    }
+
+    #[test]
+    fn model_patterns_are_exact_or_prefixes() {
+        assert!(model_matches("gpt-4o", "gpt-4o"));
+        assert!(!model_matches("gpt-4o", "gpt-4o-mini"));
+        assert!(model_matches("demo*", "demo-fast"));
+        assert!(model_matches("*", "anything"));
+    }
+}

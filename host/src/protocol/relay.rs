@@ -1,0 +1,230 @@
+//! Relays a canonical (OpenAI) SSE stream to the client, event by event as
+//! bytes arrive, while metering it: it captures the usage, removes the usage
+//! chunk the client did not ask for, passes exactly one `[DONE]`, and knows
+//! whether the stream ended properly.
+
+use crate::plugins::bindings::Usage;
+use sluice_sdk::canonical;
+use sluice_sdk::sse::{SseDecoder, SseEvent};
+
+pub struct CanonicalRelay {
+    decoder: SseDecoder,
+    meter: Meter,
+}
+
+/// What the relay learns from the events it passes.
+struct Meter {
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+    done: bool,
+    finished_choice: bool,
+    delivered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// `[DONE]` arrived.
+    Done,
+    /// The upstream closed without `[DONE]` after a choice finished: a
+    /// lenient OpenAI-compatible server. The relay adds the `[DONE]`.
+    Finished,
+    /// Cut off before the answer finished.
+    Truncated,
+}
+
+impl CanonicalRelay {
+    pub fn new(client_wants_usage: bool) -> Self {
+        CanonicalRelay {
+            decoder: SseDecoder::new(),
+            meter: Meter {
+                client_wants_usage,
+                usage: None,
+                done: false,
+                finished_choice: false,
+                delivered: false,
+            },
+        }
+    }
+
+    /// Appends to `out` the client bytes for every event `chunk` completes.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let meter = &mut self.meter;
+        let relayed: Result<(), Never> = self.decoder.push(chunk, |event| {
+            meter.relay(event, out);
+            Ok(())
+        });
+        let Ok(()) = relayed;
+    }
+
+    /// Ends the input; appends what is left and says how the stream ended.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Ending {
+        let meter = &mut self.meter;
+        let relayed: Result<(), Never> = self.decoder.finish(|event| {
+            meter.relay(event, out);
+            Ok(())
+        });
+        let Ok(()) = relayed;
+        if self.meter.done {
+            Ending::Done
+        } else if self.meter.finished_choice {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            self.meter.done = true;
+            Ending::Finished
+        } else {
+            Ending::Truncated
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.meter.usage
+    }
+
+    /// Whether any event reached the client: after that an error can only
+    /// be reported inside the stream.
+    pub fn delivered(&self) -> bool {
+        self.meter.delivered
+    }
+}
+
+enum Never {}
+
+impl Meter {
+    fn relay(&mut self, event: SseEvent<'_>, out: &mut Vec<u8>) {
+        let data = event.data;
+        if data == b"[DONE]" {
+            if !self.done {
+                self.done = true;
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+            return;
+        }
+        if self.done {
+            return;
+        }
+        if contains(data, b"\"finish_reason\":\"") {
+            self.finished_choice = true;
+        }
+        if canonical::may_carry_usage(data)
+            && let Ok(Some(usage)) = canonical::usage(data)
+        {
+            self.usage = Some(usage.into());
+            if !self.client_wants_usage {
+                if let Some(rest) = without_usage(data) {
+                    self.delivered = true;
+                    emit(out, &rest);
+                }
+                return;
+            }
+        }
+        self.delivered = true;
+        emit(out, data);
+    }
+}
+
+fn emit(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The chunk minus its usage, or nothing if the chunk was only the usage
+/// (no choices): what the client would have seen without `include_usage`.
+fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
+    let mut chunk: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(data).ok()?;
+    let has_choices = chunk
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .is_some_and(|c| !c.is_empty());
+    if !has_choices {
+        return None;
+    }
+    chunk.remove("usage");
+    serde_json::to_vec(&chunk).ok()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\u{e9} \u{1F600}\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn relay_in_pieces(
+        input: &str,
+        piece: usize,
+        wants_usage: bool,
+    ) -> (String, Ending, Option<Usage>) {
+        let mut relay = CanonicalRelay::new(wants_usage);
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(piece) {
+            relay.push(chunk, &mut out);
+        }
+        let ending = relay.finish(&mut out);
+        (String::from_utf8(out).unwrap(), ending, relay.usage())
+    }
+
+    #[test]
+    fn relays_byte_for_byte_when_the_client_asked_for_usage() {
+        for piece in 1..=STREAM.len() {
+            let (out, ending, usage) = relay_in_pieces(STREAM, piece, true);
+            assert_eq!(out, STREAM, "piece {piece}");
+            assert_eq!(ending, Ending::Done);
+            assert_eq!(usage.unwrap().prompt_tokens, 9);
+        }
+    }
+
+    #[test]
+    fn removes_the_usage_chunk_the_client_did_not_ask_for_but_meters_it() {
+        let (out, ending, usage) = relay_in_pieces(STREAM, 7, false);
+        assert!(!out.contains("prompt_tokens"));
+        assert!(out.ends_with("\"finish_reason\":\"stop\"}],\"usage\":null}\n\ndata: [DONE]\n\n"));
+        assert_eq!(ending, Ending::Done);
+        assert_eq!(usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn strips_usage_attached_to_a_finish_chunk_and_keeps_the_choice() {
+        let input = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let (out, _, usage) = relay_in_pieces(input, 5, false);
+        assert_eq!(
+            out,
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+        );
+        assert!(usage.is_some());
+    }
+
+    #[test]
+    fn passes_exactly_one_done_and_nothing_after_it() {
+        let input =
+            "data: {\"choices\":[]}\n\ndata: [DONE]\n\ndata: [DONE]\n\ndata: {\"late\":1}\n\n";
+        let (out, ..) = relay_in_pieces(input, 3, true);
+        assert_eq!(out, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
+    }
+
+    #[test]
+    fn tells_a_cut_stream_from_a_lenient_ending() {
+        let cut = &STREAM[..STREAM.find("finish_reason\":\"stop").unwrap()];
+        assert_eq!(relay_in_pieces(cut, 4, true).1, Ending::Truncated);
+        let no_done = &STREAM[..STREAM.find("data: [DONE]").unwrap()];
+        let (out, ending, _) = relay_in_pieces(no_done, 4, true);
+        assert_eq!(ending, Ending::Finished);
+        assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn normalizes_framing_and_comments() {
+        let input = ": ping\r\n\r\ndata: {\"choices\":[]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let (out, ..) = relay_in_pieces(input, 2, true);
+        assert_eq!(out, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
+    }
+}

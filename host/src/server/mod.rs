@@ -1,0 +1,127 @@
+//! The HTTP front: routes, request ids, and errors in the client's shape.
+
+pub mod error;
+
+use crate::config::Config;
+use crate::gateway::{Gateway, chat_completions};
+use crate::server::error::ApiError;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Runs the gateway described by `config` until SIGINT or SIGTERM.
+pub async fn run(mut config: Config) -> Result<(), String> {
+    if config.demo.enabled {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("demo upstream: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(crate::demo::serve(listener));
+        config.channels.push(crate::demo::channel(addr));
+    }
+    let gateway = Arc::new(Gateway::new(&config).await?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, channels = config.channels.len(), keys = config.keys.len(), "sluice is listening");
+    if config.demo.enabled {
+        let key = config.keys.first().map_or("<your key>", |k| k.key.as_str());
+        println!("Sluice is serving the demo upstream on http://{addr}. Try:\n");
+        println!("  curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' \\");
+        println!(
+            "    -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n"
+        );
+    }
+    // Small SSE writes must leave at once, not wait for delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .fallback(unknown)
+        .layer(middleware::from_fn(request_id))
+        .with_state(gateway)
+}
+
+async fn chat(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(RequestId(id)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat_completions(gateway, id, headers, body).await
+}
+
+/// The models the caller's key may use, in OpenAI's list shape.
+async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let key = match gateway.keys.authenticate(&headers) {
+        Ok(key) => key,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let data: Vec<_> = gateway
+        .channels
+        .listed_models()
+        .into_iter()
+        .filter(|model| key.may_use(model))
+        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "sluice" }))
+        .collect();
+    axum::Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn unknown(uri: Uri) -> Response {
+    ApiError::not_found(uri.path()).into_response()
+}
+
+/// Keeps the client's `x-request-id` when it is a sane token, otherwise
+/// makes one, and returns it on every response.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

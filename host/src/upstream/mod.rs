@@ -1,0 +1,204 @@
+//! The pooled HTTP client that calls channels, with the connect and
+//! first-byte timeouts; reading the body, with its idle timeout, is the
+//! caller's (see [`next_chunk`]).
+
+use crate::config::UpstreamConfig;
+use crate::plugins::bindings::{CredentialPlacement, UpstreamRequest};
+use crate::routing::Channel;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Request, Response};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    config: UpstreamConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach the upstream: {0}")]
+    Unreachable(String),
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the upstream connection failed: {0}")]
+    Broken(String),
+    #[error("the channel's request is invalid: {0}")]
+    InvalidRequest(String),
+}
+
+impl UpstreamClient {
+    pub fn new(config: UpstreamConfig) -> Self {
+        let mut http = HttpConnector::new();
+        // Without it an SSE stream of small writes meets delayed ACKs.
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout()));
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        UpstreamClient { client, config }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.config.idle_timeout()
+    }
+
+    /// Sends `request` to `channel` and waits for the response's headers.
+    pub async fn send(
+        &self,
+        channel: &Channel,
+        request: UpstreamRequest,
+        stream: bool,
+        request_id: &str,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let invalid = |e: String| UpstreamError::InvalidRequest(e);
+        let mut uri = format!("{}{}", channel.base_url, request.path);
+        let mut builder = Request::post(&uri)
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .header("x-request-id", request_id);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(secret) = &channel.credential {
+            match &request.credential {
+                CredentialPlacement::Bearer => {
+                    let mut value = HeaderValue::try_from(format!("Bearer {}", secret.expose()))
+                        .map_err(|_| {
+                            invalid("the credential is not a valid header value".into())
+                        })?;
+                    value.set_sensitive(true);
+                    builder = builder.header(AUTHORIZATION, value);
+                }
+                CredentialPlacement::Header(name) => {
+                    let name =
+                        HeaderName::try_from(name.as_str()).map_err(|e| invalid(e.to_string()))?;
+                    let mut value = HeaderValue::try_from(secret.expose()).map_err(|_| {
+                        invalid("the credential is not a valid header value".into())
+                    })?;
+                    value.set_sensitive(true);
+                    builder = builder.header(name, value);
+                }
+                CredentialPlacement::Query(name) => {
+                    uri.push(if uri.contains('?') { '&' } else { '?' });
+                    uri.push_str(&format!("{name}={}", percent_encode(secret.expose())));
+                    builder = builder.uri(&uri);
+                }
+            }
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| invalid(e.to_string()))?;
+        let timeout = self.config.first_byte_timeout();
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
+            Ok(Err(error)) if error.is_connect() => {
+                Err(UpstreamError::Unreachable(describe(&error)))
+            }
+            Ok(Err(error)) => Err(UpstreamError::Broken(describe(&error))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// The next piece of a response body; `None` at its end. A silence longer
+/// than `idle` is a timeout.
+pub async fn next_chunk(
+    body: &mut Incoming,
+    idle: Duration,
+) -> Result<Option<Bytes>, UpstreamError> {
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(UpstreamError::Timeout(idle)),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// A whole response body of at most `limit` bytes.
+pub async fn read_body(
+    body: &mut Incoming,
+    idle: Duration,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
+    let mut collected = Vec::new();
+    while let Some(chunk) = next_chunk(body, idle).await? {
+        if collected.len() + chunk.len() > limit {
+            return Err(UpstreamError::Broken(format!(
+                "response larger than {limit} bytes"
+            )));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.into())
+}
+
+/// The error and its causes, without the request (whose URL may hold a
+/// query-string credential).
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.is_empty() {
+        "connection failed".into()
+    } else {
+        text
+    }
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_credentials_are_percent_encoded() {
+        assert_eq!(percent_encode("a b/c+d~"), "a%20b%2Fc%2Bd~");
+    }
+}
