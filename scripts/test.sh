@@ -20,3 +20,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo test --workspace --locked
+
+step "end-to-end (official SDKs against real processes)"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+.venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider

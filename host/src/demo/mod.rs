@@ -164,20 +164,17 @@ async fn chat(State(stats): State<Arc<DemoStats>>, body: Bytes) -> Response {
         .as_bool()
         .unwrap_or(false)
         && !faults.no_usage;
-    let mut bytes = Vec::new();
-    for event in answer.chunks(&model, include_usage, faults.usage_on_finish) {
-        bytes.extend_from_slice(b"data: ");
-        bytes.extend_from_slice(event.to_string().as_bytes());
-        bytes.extend_from_slice(b"\n\n");
-    }
-    bytes.extend_from_slice(b"data: [DONE]\n\n");
-    let pieces: Vec<Bytes> = match faults.chunk {
-        Some(size) => bytes.chunks(size).map(Bytes::copy_from_slice).collect(),
-        None => split_events(&bytes),
-    };
     stats.started.fetch_add(1, Ordering::SeqCst);
     let delivery = Delivery {
-        pieces: pieces.into_iter(),
+        plan: StreamPlan {
+            answer,
+            model,
+            include_usage,
+            usage_on_finish: faults.usage_on_finish,
+        },
+        position: 0,
+        pending: Vec::new(),
+        chunk: faults.chunk,
         sent: 0,
         stall: faults.stall,
         drop_after: faults.drop_after,
@@ -197,7 +194,11 @@ async fn chat(State(stats): State<Arc<DemoStats>>, body: Bytes) -> Response {
 
 /// One stream's pieces on their way out, counting how it ends.
 struct Delivery {
-    pieces: std::vec::IntoIter<Bytes>,
+    plan: StreamPlan,
+    position: usize,
+    /// Bytes of events not yet sent, when re-chunking.
+    pending: Vec<u8>,
+    chunk: Option<usize>,
     sent: usize,
     stall: Option<Duration>,
     drop_after: Option<usize>,
@@ -211,7 +212,10 @@ impl Delivery {
             return None;
         }
         if self.drop_after == Some(self.sent) {
-            // An error from the body aborts the connection mid-response.
+            // Pausing first lets hyper flush what was sent (it writes when
+            // the body is pending); the error then aborts the connection
+            // mid-response.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             self.finish();
             return Some(Err(std::io::Error::other(
                 "the demo upstream was asked to drop the stream",
@@ -222,7 +226,7 @@ impl Delivery {
         {
             tokio::time::sleep(stall).await;
         }
-        match self.pieces.next() {
+        match self.next_piece() {
             Some(piece) => {
                 self.sent += 1;
                 Some(Ok(piece))
@@ -232,6 +236,29 @@ impl Delivery {
                 None
             }
         }
+    }
+
+    /// The next whole event, or the next `chunk` bytes of the event stream.
+    fn next_piece(&mut self) -> Option<Bytes> {
+        let Some(size) = self.chunk else {
+            let event = self.plan.event(self.position)?;
+            self.position += 1;
+            return Some(event);
+        };
+        while self.pending.len() < size {
+            match self.plan.event(self.position) {
+                Some(event) => {
+                    self.position += 1;
+                    self.pending.extend_from_slice(&event);
+                }
+                None => break,
+            }
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        let take = size.min(self.pending.len());
+        Some(Bytes::from(self.pending.drain(..take).collect::<Vec<u8>>()))
     }
 
     fn finish(&mut self) {
@@ -246,16 +273,6 @@ impl Drop for Delivery {
             self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
         }
     }
-}
-
-fn split_events(bytes: &[u8]) -> Vec<Bytes> {
-    let mut pieces = Vec::new();
-    let mut rest = bytes;
-    while let Some(end) = rest.windows(2).position(|w| w == b"\n\n") {
-        pieces.push(Bytes::copy_from_slice(&rest[..end + 2]));
-        rest = &rest[end + 2..];
-    }
-    pieces
 }
 
 /// What the demo answers: words of text, or one tool call.
@@ -363,65 +380,87 @@ impl Answer {
             "usage": self.usage(),
         })
     }
+}
 
-    fn chunks(&self, model: &str, include_usage: bool, usage_on_finish: bool) -> Vec<Value> {
-        let usage_field = |usage: Value| if include_usage { usage } else { Value::Null };
-        let chunk = |delta: Value, finish: Option<&str>, usage: Value| {
-            let mut chunk = json!({
-                "id": "chatcmpl-demo",
-                "object": "chat.completion.chunk",
-                "created": 1_764_000_000,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-            });
-            if include_usage {
-                chunk["usage"] = usage;
-            }
-            chunk
-        };
-        let mut chunks = Vec::new();
-        match &self.tool_call {
-            Some((name, fragments)) => {
-                chunks.push(chunk(
-                    json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_demo_1",
-                        "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                    None,
-                    Value::Null,
-                ));
-                for fragment in fragments {
-                    chunks.push(chunk(
-                        json!({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}),
-                        None,
-                        Value::Null,
-                    ));
-                }
-            }
-            None => {
-                chunks.push(chunk(
-                    json!({"role": "assistant", "content": ""}),
-                    None,
-                    Value::Null,
-                ));
-                for word in &self.words {
-                    chunks.push(chunk(json!({"content": word}), None, Value::Null));
-                }
-            }
+/// A streamed answer, produced event by event as the client reads, so a
+/// stream of any length costs the demo no memory.
+struct StreamPlan {
+    answer: Answer,
+    model: String,
+    include_usage: bool,
+    usage_on_finish: bool,
+}
+
+impl StreamPlan {
+    fn deltas(&self) -> usize {
+        match &self.answer.tool_call {
+            Some((_, fragments)) => fragments.len(),
+            None => self.answer.words.len(),
         }
-        if usage_on_finish {
-            chunks.push(chunk(
-                json!({}),
-                Some(self.finish_reason),
-                usage_field(self.usage()),
-            ));
-        } else {
-            chunks.push(chunk(json!({}), Some(self.finish_reason), Value::Null));
-            if include_usage {
-                let mut last = chunk(json!({}), None, self.usage());
+    }
+
+    fn separate_usage_chunk(&self) -> bool {
+        self.include_usage && !self.usage_on_finish
+    }
+
+    /// The stream's `position`-th event as SSE bytes, `[DONE]` last.
+    fn event(&self, position: usize) -> Option<Bytes> {
+        let deltas = self.deltas();
+        let finish = deltas + 1;
+        let usage = finish + usize::from(self.separate_usage_chunk());
+        let value = match position {
+            0 => self.chunk(self.opening_delta(), None, Value::Null),
+            p if p < finish => self.chunk(self.delta(p - 1), None, Value::Null),
+            p if p == finish => {
+                let usage = if self.usage_on_finish && self.include_usage {
+                    self.answer.usage()
+                } else {
+                    Value::Null
+                };
+                self.chunk(json!({}), Some(self.answer.finish_reason), usage)
+            }
+            p if p == usage => {
+                let mut last = self.chunk(json!({}), None, self.answer.usage());
                 last["choices"] = json!([]);
-                chunks.push(last);
+                last
             }
+            p if p == usage + 1 => return Some(Bytes::from_static(b"data: [DONE]\n\n")),
+            _ => return None,
+        };
+        Some(Bytes::from(format!("data: {value}\n\n")))
+    }
+
+    fn opening_delta(&self) -> Value {
+        match &self.answer.tool_call {
+            Some((name, _)) => {
+                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                "id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": ""}}]})
+            }
+            None => json!({"role": "assistant", "content": ""}),
         }
-        chunks
+    }
+
+    fn delta(&self, index: usize) -> Value {
+        match &self.answer.tool_call {
+            Some((_, fragments)) => {
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": fragments[index]}}]})
+            }
+            None => json!({"content": self.answer.words[index]}),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, usage: Value) -> Value {
+        let mut chunk = json!({
+            "id": "chatcmpl-demo",
+            "object": "chat.completion.chunk",
+            "created": 1_764_000_000,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        });
+        if self.include_usage {
+            chunk["usage"] = usage;
+        }
+        chunk
     }
 }
 
@@ -450,9 +489,19 @@ mod tests {
         assert_eq!(answer.words.concat(), "Hello from the ");
         assert_eq!(answer.finish_reason, "length");
         assert_eq!(answer.completion_tokens(), 3);
-        let stream = answer.chunks("demo", true, false);
-        assert_eq!(stream.last().unwrap()["usage"]["completion_tokens"], 3);
-        assert_eq!(stream.last().unwrap()["choices"], json!([]));
+        let plan = StreamPlan {
+            answer,
+            model: "demo".into(),
+            include_usage: true,
+            usage_on_finish: false,
+        };
+        let events: Vec<Bytes> = (0..).map_while(|p| plan.event(p)).collect();
+        // Opening, three words, finish, usage, [DONE].
+        assert_eq!(events.len(), 7);
+        let usage: Value = serde_json::from_slice(&events[5][6..]).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 3);
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(&events[6][..], b"data: [DONE]\n\n");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, channels = config.channels.len(), keys = config.keys.len(), "sluice is listening");
+    println!("sluice listening on http://{addr}");
     if config.demo.enabled {
         let key = config.keys.first().map_or("<your key>", |k| k.key.as_str());
         println!("Sluice is serving the demo upstream on http://{addr}. Try:\n");

@@ -1,0 +1,149 @@
+"""Starts real processes for the end-to-end tests: the demo upstream and
+Sluice gateways configured against it, all on loopback ports the processes
+choose themselves."""
+
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+
+import httpx
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KEY = "sk-e2e-full-access-0001"
+RESTRICTED_KEY = "sk-e2e-only-demo-0002"
+
+
+def build():
+    """Builds sluice; returns its executable and the bundles its build made."""
+    out = subprocess.run(
+        ["cargo", "build", "-p", "sluice", "--bin", "sluice", "--message-format=json-render-diagnostics"],
+        cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout
+    executable = bundles = None
+    for line in out.splitlines():
+        message = json.loads(line)
+        if "#sluice@" not in message.get("package_id", ""):
+            continue
+        if message.get("reason") == "compiler-artifact" and message.get("executable"):
+            executable = message["executable"]
+        if message.get("reason") == "build-script-executed" and message.get("out_dir"):
+            bundles = pathlib.Path(message["out_dir"]) / "bundles"
+    assert executable and bundles, "cargo did not report the sluice binary and its build output"
+    return executable, bundles
+
+
+class Process:
+    """A child process that announced `listening on http://ADDR`."""
+
+    def __init__(self, args, env=None):
+        self.log = tempfile.NamedTemporaryFile(prefix="sluice-e2e-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + 60
+        self.url = None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "listening on http://" in line:
+                self.url = line.strip().split("listening on ")[1]
+                break
+        if self.url is None:
+            self.proc.kill()
+            raise RuntimeError(f"{args[:2]} did not start; see {self.log.name}")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def built():
+    return build()
+
+
+@pytest.fixture(scope="session")
+def demo(built):
+    executable, _ = built
+    upstream = Process([executable, "demo-upstream", "--listen", "127.0.0.1:0"])
+    yield upstream
+    upstream.stop()
+
+
+def gateway_config(demo_url, plugins=""):
+    return f"""
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+
+[upstream]
+connect_timeout_ms = 1000
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 1500
+
+[[channels]]
+name = "demo-channel"
+base_url = "{demo_url}/v1"
+models = ["demo", "demo-tools", "demo/*", "fault/*"]
+
+[[keys]]
+key = "{KEY}"
+tenant = "e2e"
+user = "tester"
+
+[[keys]]
+key = "{RESTRICTED_KEY}"
+tenant = "e2e"
+user = "restricted"
+models = ["demo"]
+
+{plugins}
+"""
+
+
+def start_gateway(executable, config_text):
+    directory = tempfile.mkdtemp(prefix="sluice-e2e-")
+    path = pathlib.Path(directory) / "sluice.toml"
+    path.write_text(config_text)
+    return Process([executable, "serve", "--config", str(path)], env={"RUST_LOG": "info"})
+
+
+@pytest.fixture(scope="session")
+def gateway(built, demo):
+    executable, _ = built
+    plugins = """
+[plugins.config.risk]
+terms = ["forbidden phrase"]
+"""
+    process = start_gateway(executable, gateway_config(demo.url, plugins))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def faulty_gateway(built, demo):
+    """A gateway whose router is the test-only faulty plugin."""
+    executable, bundles = built
+    plugins = f"""
+[plugins]
+dir = "{bundles}"
+router = "faulty-router"
+"""
+    process = start_gateway(executable, gateway_config(demo.url, plugins))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def demo_stats(demo):
+    def read():
+        return httpx.get(f"{demo.url}/demo/stats").json()
+    return read
