@@ -47,6 +47,10 @@ pub fn router() -> Router {
 
 /// Serves the demo upstream on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    // Small SSE writes must leave at once, not wait for delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router()).await
 }
 

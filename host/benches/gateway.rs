@@ -1,0 +1,296 @@
+//! The gateway's overhead: `cargo bench -p sluice --bench gateway`.
+//!
+//! In one run it starts the demo upstream, nginx as a plain reverse proxy in
+//! front of it (skipped with a message when nginx is not installed) and
+//! Sluice with its full plugin chain, then loads each at concurrency 64,
+//! non-stream and stream, and prints requests/s, latency percentiles, time
+//! to first byte, the ratios to the direct baseline, and Sluice's resident
+//! memory idle and at peak. Everything shares the machine, load generator
+//! included, so compare the ratios, not the absolute figures.
+//!
+//! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 64;
+const KEY: &str = "sk-bench-0123456789";
+const BODY: &str = r#"{"model":"demo","messages":[{"role":"user","content":"Benchmark me"}]}"#;
+const STREAM_BODY: &str = r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#;
+
+/// A child process that announced `listening on http://ADDR`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(command: &mut Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting a server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.split_once("listening on ").map(|(_, url)| url.trim().to_string()))
+            .expect("the server announced its address");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { child, url }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx with `proxy_pass` to `upstream`, keep-alive to the upstream, no
+/// buffering: the plain reverse proxy Sluice is measured against.
+fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let upstream = upstream.trim_start_matches("http://");
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         upstream demo {{ server {upstream}; keepalive 256; }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://demo;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::File::create(&path).ok()?.write_all(conf.as_bytes()).ok()?;
+    let child = Command::new(nginx)
+        .args(["-c", path.to_str()?, "-p", dir.to_str()?])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    ready.then_some((child, url))
+}
+
+fn sluice_config(upstream: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
+         [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\n"
+    )
+}
+
+/// Resident memory of `pid` now and at its peak, in MiB (from /proc).
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Outcome {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    first_bytes: Vec<Duration>,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One request: its total time and time to the first body byte.
+async fn one(client: &HttpClient, url: &str, body: &'static str) -> Result<(Duration, Duration), String> {
+    let started = Instant::now();
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let mut body = response.into_body();
+    let mut first_byte = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if first_byte.is_none() && frame.data_ref().is_some_and(|d| !d.is_empty()) {
+            first_byte = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    Ok((total, first_byte.unwrap_or(total)))
+}
+
+async fn load(client: Arc<HttpClient>, url: String, body: &'static str, seconds: f64) -> Outcome {
+    // Warm the connection pools of every hop first.
+    let warm_until = Instant::now() + Duration::from_millis(700);
+    let warmers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                while Instant::now() < warm_until {
+                    let _ = one(&client, &url, body).await;
+                }
+            })
+        })
+        .collect();
+    for warmer in warmers {
+        warmer.await.unwrap();
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < until {
+                    match one(&client, &url, body).await {
+                        Ok(sample) => samples.push(sample),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (samples, errors)
+            })
+        })
+        .collect();
+    let mut outcome = Outcome {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        first_bytes: Vec::new(),
+    };
+    for worker in workers {
+        let (samples, errors) = worker.await.unwrap();
+        outcome.errors += errors;
+        outcome.requests += samples.len();
+        for (total, first) in samples {
+            outcome.latencies.push(total);
+            outcome.first_bytes.push(first);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort();
+    outcome.first_bytes.sort();
+    outcome
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters nothing here.
+    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+    let dir = tempfile::tempdir().unwrap();
+
+    let upstream = Server::start(Command::new(&binary).args(["demo-upstream", "--listen", "127.0.0.1:0"]));
+    let nginx = start_nginx(&upstream.url, dir.path());
+    if nginx.is_none() {
+        println!("nginx is not installed (Debian package `nginx`): the nginx baseline is skipped.");
+    }
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, sluice_config(&upstream.url)).unwrap();
+    let sluice = Server::start(
+        Command::new(&binary)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (idle_rss, _) = memory_mib(sluice.pid());
+
+    let mut targets = vec![("direct", upstream.url.clone())];
+    if let Some((_, url)) = &nginx {
+        targets.push(("nginx", url.clone()));
+    }
+    targets.push(("sluice", sluice.url.clone()));
+
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Arc::new(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector));
+
+    println!(
+        "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
+         {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
+        "mode", "target", "req/s", "p50", "p99", "ttfb p50", "ttfb p99", "× direct", "+p99 ms", "errors"
+    );
+    for (mode, body) in [("non-stream", BODY), ("stream", STREAM_BODY)] {
+        let mut direct: Option<Outcome> = None;
+        for (name, base) in &targets {
+            let url = format!("{base}/v1/chat/completions");
+            let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+            let (ratio, added) = match &direct {
+                Some(d) => (
+                    format!("{:.2}", outcome.rate() / d.rate()),
+                    format!("{:+.2}", (percentile(&outcome.latencies, 0.99).as_secs_f64()
+                        - percentile(&d.latencies, 0.99).as_secs_f64()) * 1000.0),
+                ),
+                None => ("1.00".into(), "-".into()),
+            };
+            println!(
+                "{:<12} {:<7} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
+                mode,
+                name,
+                outcome.rate(),
+                ms(percentile(&outcome.latencies, 0.5)),
+                ms(percentile(&outcome.latencies, 0.99)),
+                ms(percentile(&outcome.first_bytes, 0.5)),
+                ms(percentile(&outcome.first_bytes, 0.99)),
+                ratio,
+                added,
+                outcome.errors,
+            );
+            if direct.is_none() {
+                direct = Some(outcome);
+            }
+        }
+    }
+    let (_, peak_rss) = memory_mib(sluice.pid());
+    println!("\nsluice resident memory: {idle_rss:.1} MiB idle, {peak_rss:.1} MiB at peak");
+    if let Some((mut child, _)) = nginx {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
