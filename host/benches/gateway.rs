@@ -8,7 +8,8 @@
 //! memory idle and at peak. Everything shares the machine, load generator
 //! included, so compare the ratios, not the absolute figures.
 //!
-//! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5).
+//! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
+//! `SLUICE_BENCH_MODE=stream` (or `non-stream`) runs one mode only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 const CONCURRENCY: usize = 64;
 const KEY: &str = "sk-bench-0123456789";
 const BODY: &str = r#"{"model":"demo","messages":[{"role":"user","content":"Benchmark me"}]}"#;
-const STREAM_BODY: &str = r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#;
+const STREAM_BODY: &str =
+    r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#;
 
 /// A child process that announced `listening on http://ADDR`, killed on drop.
 struct Server {
@@ -35,12 +37,19 @@ struct Server {
 
 impl Server {
     fn start(command: &mut Command) -> Server {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting a server");
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|line| line.split_once("listening on ").map(|(_, url)| url.trim().to_string()))
+            .find_map(|line| {
+                line.split_once("listening on ")
+                    .map(|(_, url)| url.trim().to_string())
+            })
             .expect("the server announced its address");
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
@@ -62,8 +71,14 @@ impl Drop for Server {
 /// nginx with `proxy_pass` to `upstream`, keep-alive to the upstream, no
 /// buffering: the plain reverse proxy Sluice is measured against.
 fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let upstream = upstream.trim_start_matches("http://");
     let d = dir.display();
     let conf = format!(
@@ -76,7 +91,10 @@ fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
          proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
     );
     let path = dir.join("nginx.conf");
-    std::fs::File::create(&path).ok()?.write_all(conf.as_bytes()).ok()?;
+    std::fs::File::create(&path)
+        .ok()?
+        .write_all(conf.as_bytes())
+        .ok()?;
     let child = Command::new(nginx)
         .args(["-c", path.to_str()?, "-p", dir.to_str()?])
         .stdout(Stdio::null())
@@ -136,7 +154,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One request: its total time and time to the first body byte.
-async fn one(client: &HttpClient, url: &str, body: &'static str) -> Result<(Duration, Duration), String> {
+async fn one(
+    client: &HttpClient,
+    url: &str,
+    body: &'static str,
+) -> Result<(Duration, Duration), String> {
     let started = Instant::now();
     let request = Request::post(url)
         .header("content-type", "application/json")
@@ -221,11 +243,15 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
-    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
     let dir = tempfile::tempdir().unwrap();
 
-    let upstream = Server::start(Command::new(&binary).args(["demo-upstream", "--listen", "127.0.0.1:0"]));
+    let upstream =
+        Server::start(Command::new(&binary).args(["demo-upstream", "--listen", "127.0.0.1:0"]));
     let nginx = start_nginx(&upstream.url, dir.path());
     if nginx.is_none() {
         println!("nginx is not installed (Debian package `nginx`): the nginx baseline is skipped.");
@@ -246,17 +272,38 @@ fn main() {
     }
     targets.push(("sluice", sluice.url.clone()));
 
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client = Arc::new(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector));
+    let client = Arc::new(
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector),
+    );
 
     println!(
         "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
          {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
-        "mode", "target", "req/s", "p50", "p99", "ttfb p50", "ttfb p99", "× direct", "+p99 ms", "errors"
+        "mode",
+        "target",
+        "req/s",
+        "p50",
+        "p99",
+        "ttfb p50",
+        "ttfb p99",
+        "× direct",
+        "+p99 ms",
+        "errors"
     );
-    for (mode, body) in [("non-stream", BODY), ("stream", STREAM_BODY)] {
+    let only = std::env::var("SLUICE_BENCH_MODE").ok();
+    let modes = [("non-stream", BODY), ("stream", STREAM_BODY)];
+    for (mode, body) in modes
+        .into_iter()
+        .filter(|(m, _)| only.as_deref().is_none_or(|o| o == *m))
+    {
         let mut direct: Option<Outcome> = None;
         for (name, base) in &targets {
             let url = format!("{base}/v1/chat/completions");
@@ -264,8 +311,12 @@ fn main() {
             let (ratio, added) = match &direct {
                 Some(d) => (
                     format!("{:.2}", outcome.rate() / d.rate()),
-                    format!("{:+.2}", (percentile(&outcome.latencies, 0.99).as_secs_f64()
-                        - percentile(&d.latencies, 0.99).as_secs_f64()) * 1000.0),
+                    format!(
+                        "{:+.2}",
+                        (percentile(&outcome.latencies, 0.99).as_secs_f64()
+                            - percentile(&d.latencies, 0.99).as_secs_f64())
+                            * 1000.0
+                    ),
                 ),
                 None => ("1.00".into(), "-".into()),
             };

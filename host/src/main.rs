@@ -48,6 +48,13 @@ enum PluginCommand {
     },
 }
 
+// glibc's allocator showed as a tenth of the gateway's CPU under load;
+// jemalloc's thread caches suit many short-lived request buffers, and it
+// returns memory to the system steadily (mimalloc, also tried, held 95 MiB
+// resident at idle).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     sluice::telemetry::init();
     let cli = Cli::parse();

@@ -11,7 +11,7 @@ use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
 use crate::server::error::{ApiError, UpstreamFailure};
 use crate::telemetry::AccessLog;
-use crate::upstream::read_body;
+use crate::upstream::UpstreamBody;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -135,7 +135,7 @@ async fn attempt(
         .request_from_canonical(canonical, channel.upstream_model(&chat.model))
         .await
         .map_err(|fault| ApiError::plugin(&fault))?;
-    let mut response = match gateway
+    let response = match gateway
         .upstream
         .send(channel, request, chat.stream, &log.request_id)
         .await
@@ -147,7 +147,8 @@ async fn attempt(
     let idle = gateway.upstream.idle_timeout();
     if !status.is_success() {
         let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-        let body = read_body(response.body_mut(), idle, ERROR_BODY_LIMIT)
+        let body = UpstreamBody::new(response.into_body(), idle)
+            .read_all(ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
         if failover_worthy(status) {
@@ -173,7 +174,8 @@ async fn attempt(
     }
 
     if chat.stream {
-        let mut stream = RelayStream::new(response.into_body(), chat.include_usage, idle);
+        let body = UpstreamBody::new(response.into_body(), idle);
+        let mut stream = RelayStream::new(body, chat.include_usage);
         return match stream.first_output().await {
             FirstOutput::Failed(error) => Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
             FirstOutput::Ready(first) => {
@@ -186,7 +188,10 @@ async fn attempt(
         };
     }
 
-    let body = match read_body(response.body_mut(), idle, RESPONSE_LIMIT).await {
+    let body = match UpstreamBody::new(response.into_body(), idle)
+        .read_all(RESPONSE_LIMIT)
+        .await
+    {
         Ok(body) => body,
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };
@@ -245,6 +250,6 @@ fn envelope(chat: &ChatRequest, key: &ApiKey) -> Envelope {
         inbound_protocol: CANONICAL.into(),
         tags: key.tags.clone(),
         received_at_ms,
-        seed: uuid::Uuid::new_v4().as_u64_pair().0,
+        seed: fastrand::u64(..),
     }
 }

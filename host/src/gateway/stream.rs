@@ -6,19 +6,16 @@
 
 use crate::protocol::relay::{CanonicalRelay, Ending};
 use crate::telemetry::AccessLog;
-use crate::upstream::{UpstreamError, next_chunk};
+use crate::upstream::{UpstreamBody, UpstreamError};
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
-use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::time::Duration;
 
 pub struct RelayStream {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     relay: CanonicalRelay,
-    idle: Duration,
     ended: bool,
     log: Option<AccessLog>,
 }
@@ -31,11 +28,10 @@ pub enum FirstOutput {
 }
 
 impl RelayStream {
-    pub fn new(upstream: Incoming, client_wants_usage: bool, idle: Duration) -> Self {
+    pub fn new(upstream: UpstreamBody, client_wants_usage: bool) -> Self {
         RelayStream {
             upstream,
             relay: CanonicalRelay::new(client_wants_usage),
-            idle,
             ended: false,
             log: None,
         }
@@ -47,7 +43,7 @@ impl RelayStream {
     pub async fn first_output(&mut self) -> FirstOutput {
         let mut out = Vec::new();
         loop {
-            match next_chunk(&mut self.upstream, self.idle).await {
+            match self.upstream.next().await {
                 Ok(Some(chunk)) => {
                     self.relay.push(&chunk, &mut out);
                     if !out.is_empty() {
@@ -103,7 +99,7 @@ impl RelayStream {
         }
         let mut out = Vec::new();
         loop {
-            match next_chunk(&mut self.upstream, self.idle).await {
+            match self.upstream.next().await {
                 Ok(Some(chunk)) => {
                     self.relay.push(&chunk, &mut out);
                     if !out.is_empty() {

@@ -4,7 +4,7 @@
 //! whether the stream ended properly.
 
 use crate::plugins::bindings::Usage;
-use sluice_sdk::canonical;
+use sluice_sdk::canonical::{self, contains};
 use sluice_sdk::sse::{SseDecoder, SseEvent};
 
 pub struct CanonicalRelay {
@@ -141,10 +141,6 @@ fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
     }
     chunk.remove("usage");
     serde_json::to_vec(&chunk).ok()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use crate::config::UpstreamConfig;
 use crate::plugins::bindings::{CredentialPlacement, UpstreamRequest};
 use crate::routing::Channel;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -122,44 +123,94 @@ impl UpstreamClient {
     }
 }
 
-/// The next piece of a response body; `None` at its end. A silence longer
-/// than `idle` is a timeout.
-pub async fn next_chunk(
-    body: &mut Incoming,
+/// Most bytes gathered into one piece from frames that had already
+/// arrived.
+const COALESCE_LIMIT: usize = 64 << 10;
+
+/// A response body read piece by piece, each piece holding every frame that
+/// had already arrived (an upstream that writes one SSE event per chunk
+/// would otherwise cost one client write per event), never waiting for more
+/// than the first: streaming stays as prompt as the upstream.
+pub struct UpstreamBody {
+    body: Incoming,
     idle: Duration,
-) -> Result<Option<Bytes>, UpstreamError> {
-    loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(UpstreamError::Timeout(idle)),
-            Ok(None) => return Ok(None),
-            Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data()
-                    && !data.is_empty()
-                {
-                    return Ok(Some(data));
+    /// An error met while gathering, reported after the bytes before it.
+    deferred: Option<UpstreamError>,
+}
+
+impl UpstreamBody {
+    pub fn new(body: Incoming, idle: Duration) -> Self {
+        UpstreamBody {
+            body,
+            idle,
+            deferred: None,
+        }
+    }
+
+    /// The next piece; `None` at the end. A silence longer than the idle
+    /// timeout is an error.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
+        let first = loop {
+            match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => return Err(UpstreamError::Timeout(self.idle)),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        break data;
+                    }
+                }
+            }
+        };
+        let mut gathered: Option<BytesMut> = None;
+        // hyper's client hands over one frame per request for more, from
+        // its connection task: poll, and if nothing is ready let that task
+        // run once before concluding nothing more has arrived.
+        let mut yielded = false;
+        while gathered.as_ref().map_or(first.len(), BytesMut::len) < COALESCE_LIMIT {
+            match self.body.frame().now_or_never() {
+                Some(Some(Ok(frame))) => {
+                    yielded = false;
+                    if let Ok(data) = frame.into_data() {
+                        gathered
+                            .get_or_insert_with(|| BytesMut::from(&first[..]))
+                            .extend_from_slice(&data);
+                    }
+                }
+                Some(Some(Err(error))) => {
+                    self.deferred = Some(UpstreamError::Broken(error.to_string()));
+                    break;
+                }
+                // The end is seen again by the next call.
+                Some(None) => break,
+                None if yielded => break,
+                None => {
+                    tokio::task::yield_now().await;
+                    yielded = true;
                 }
             }
         }
+        Ok(Some(gathered.map_or(first, BytesMut::freeze)))
     }
-}
 
-/// A whole response body of at most `limit` bytes.
-pub async fn read_body(
-    body: &mut Incoming,
-    idle: Duration,
-    limit: usize,
-) -> Result<Bytes, UpstreamError> {
-    let mut collected = Vec::new();
-    while let Some(chunk) = next_chunk(body, idle).await? {
-        if collected.len() + chunk.len() > limit {
-            return Err(UpstreamError::Broken(format!(
-                "response larger than {limit} bytes"
-            )));
+    /// The whole rest of the body, of at most `limit` bytes.
+    pub async fn read_all(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
+        let mut collected = Vec::new();
+        while let Some(piece) = self.next().await? {
+            if collected.len() + piece.len() > limit {
+                return Err(UpstreamError::Broken(format!(
+                    "response larger than {limit} bytes"
+                )));
+            }
+            collected.extend_from_slice(&piece);
         }
-        collected.extend_from_slice(&chunk);
+        Ok(collected.into())
     }
-    Ok(collected.into())
 }
 
 /// The error and its causes, without the request (whose URL may hold a
