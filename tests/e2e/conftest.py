@@ -14,6 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KEY = "sk-e2e-full-access-0001"
+UPSTREAM_SECRET = "sk-upstream-secret-e2e-7f3a9c"
 RESTRICTED_KEY = "sk-e2e-only-demo-0002"
 
 
@@ -92,6 +93,7 @@ idle_timeout_ms = 1500
 [[channels]]
 name = "demo-channel"
 base_url = "{demo_url}/v1"
+api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
 models = ["demo", "demo-tools", "demo/*", "fault/*"]
 
 [[keys]]
@@ -109,11 +111,12 @@ models = ["demo"]
 """
 
 
-def start_gateway(executable, config_text):
+def start_gateway(executable, config_text, log_format="text"):
     directory = tempfile.mkdtemp(prefix="sluice-e2e-")
     path = pathlib.Path(directory) / "sluice.toml"
     path.write_text(config_text)
-    return Process([executable, "serve", "--config", str(path)], env={"RUST_LOG": "info"})
+    env = {"RUST_LOG": "info", "SLUICE_LOG_FORMAT": log_format, "SLUICE_E2E_UPSTREAM_KEY": UPSTREAM_SECRET}
+    return Process([executable, "serve", "--config", str(path)], env=env)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +140,7 @@ def faulty_gateway(built, demo):
 dir = "{bundles}"
 router = "faulty-router"
 """
-    process = start_gateway(executable, gateway_config(demo.url, plugins))
+    process = start_gateway(executable, gateway_config(demo.url, plugins), log_format="json")
     yield process
     process.stop()
 

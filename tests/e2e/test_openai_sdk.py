@@ -2,13 +2,14 @@
 demo upstream: it must not notice it is not talking to OpenAI."""
 
 import json
+import pathlib
 import time
 
 import httpx
 import openai
 import pytest
 
-from conftest import KEY, RESTRICTED_KEY
+from conftest import KEY, RESTRICTED_KEY, UPSTREAM_SECRET
 
 EXPECTED = "Hello from the Sluice demo upstream! You said: «Ping ☕». Café ☕ naïve résumé 😀 — streaming works. "
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Ping ☕"}]
@@ -247,3 +248,29 @@ def test_a_slow_client_holds_back_the_upstream(gateway, demo_stats):
         total = sum(len(piece) for piece in pieces)
     assert total > 20_000_000
     assert wait_for(lambda: demo_stats()["streams_completed"] > before["streams_completed"])
+
+
+def test_channel_credentials_reach_the_upstream_but_never_a_log(gateway, demo_stats):
+    before = demo_stats()["requests_with_credentials"]
+    sdk = client(gateway)
+    sdk.chat.completions.create(model="demo", messages=MESSAGES)
+    for failing in ["demo/status-401", "demo/status-500"]:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(model=failing, messages=MESSAGES)
+        assert UPSTREAM_SECRET not in str(caught.value.body)
+    assert demo_stats()["requests_with_credentials"] >= before + 3
+    log = pathlib.Path(gateway.log.name).read_text()
+    assert "request_id" in log
+    assert UPSTREAM_SECRET not in log and KEY not in log
+
+
+def test_json_logs_have_one_access_line_per_request(faulty_gateway):
+    headers = {"x-request-id": "json-log-check-1"}
+    client(faulty_gateway).chat.completions.create(model="demo", messages=MESSAGES, extra_headers=headers)
+    lines = [json.loads(line) for line in pathlib.Path(faulty_gateway.log.name).read_text().splitlines() if line.strip()]
+    access = [l for l in lines if l.get("fields", {}).get("request_id") == "json-log-check-1"]
+    assert len(access) == 1, access
+    fields = access[0]["fields"]
+    assert fields["model"] == "demo" and fields["status"] == 200 and fields["outcome"] == "complete"
+    assert fields["channel"] == "demo-channel" and fields["completion_tokens"] == len(EXPECTED.split())
+    assert fields["ttfb_ms"] > 0 and fields["latency_ms"] >= fields["ttfb_ms"]

@@ -29,9 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Streams the demo started, finished, and lost to a departed client.
+/// Streams the demo started, finished, and lost to a departed client, and
+/// how many requests carried a credential.
 #[derive(Default)]
 pub struct DemoStats {
+    with_credentials: AtomicU64,
     started: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
@@ -84,6 +86,7 @@ async fn stats(State(stats): State<Arc<DemoStats>>) -> Response {
         "streams_started": stats.started.load(Ordering::SeqCst),
         "streams_completed": stats.completed.load(Ordering::SeqCst),
         "streams_cancelled": stats.cancelled.load(Ordering::SeqCst),
+        "requests_with_credentials": stats.with_credentials.load(Ordering::SeqCst),
     }))
     .into_response()
 }
@@ -132,7 +135,14 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn chat(State(stats): State<Arc<DemoStats>>, body: Bytes) -> Response {
+async fn chat(
+    State(stats): State<Arc<DemoStats>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        stats.with_credentials.fetch_add(1, Ordering::SeqCst);
+    }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
