@@ -14,5 +14,6 @@ RUN apt-get update \
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 USER sluice
 WORKDIR /var/lib/sluice
+EXPOSE 8080
 ENTRYPOINT ["sluice"]
-CMD ["plugin", "builtins"]
+CMD ["serve", "--listen", "0.0.0.0:8080"]

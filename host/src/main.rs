@@ -25,6 +25,9 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Overrides the configuration's `listen` address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Runs only the demo upstream, a fake OpenAI-compatible provider.
     DemoUpstream {
@@ -64,11 +67,12 @@ fn main() -> ExitCode {
         .expect("starting the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => {
-                let config = match config {
+            Command::Serve { config, listen } => {
+                let mut config = match config {
                     Some(path) => Config::load(&path).map_err(|e| e.to_string())?,
                     None => Config::embedded_default(),
                 };
+                config.listen = listen.unwrap_or(config.listen);
                 sluice::server::run(config).await
             }
             Command::DemoUpstream { listen } => {
