@@ -14,13 +14,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
 /// Runs the gateway described by `config` until SIGINT or SIGTERM.
+///
+/// Thread per core: each worker thread runs its own single-threaded tokio
+/// runtime with its own listening socket on the same port (`SO_REUSEPORT`;
+/// the kernel spreads connections) and its own upstream connection pool, so
+/// a request and the connections serving it never leave one thread. The
+/// work-stealing runtime this replaced spent much of its time handing each
+/// response frame between threads.
 pub async fn run(mut config: Config) -> Result<(), String> {
     if config.demo.enabled {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -31,11 +39,11 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.channels.push(crate::demo::channel(addr));
     }
     let gateway = Arc::new(Gateway::new(&config).await?);
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let listeners = bind_shared(config.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, channels = config.channels.len(), keys = config.keys.len(), "sluice is listening");
+    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, workers, channels = config.channels.len(), keys = config.keys.len(), "sluice is listening");
     println!("sluice listening on http://{addr}");
     if config.demo.enabled {
         let key = config.keys.first().map_or("<your key>", |k| k.key.as_str());
@@ -45,14 +53,65 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             "    -H 'Content-Type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n"
         );
     }
-    // Small SSE writes must leave at once, not wait for delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let threads = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, listener)| {
+            let (gateway, mut stopped) = (gateway.clone(), stopped.clone());
+            std::thread::Builder::new()
+                .name(format!("sluice-worker-{index}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        // Small SSE writes must leave at once, not wait for delayed ACKs.
+                        let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
+                        axum::serve(listener, router(gateway))
+                            .with_graceful_shutdown(async move {
+                                let _ = stopped.wait_for(|stop| *stop).await;
+                            })
+                            .await
+                    })
+                })
+                .map_err(|e| format!("starting a worker thread: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "a worker stopped with an error"),
+                Err(_) => tracing::error!("a worker thread panicked"),
+            }
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// `count` listening sockets sharing `addr` (the first one resolves port 0).
+fn bind_shared(mut addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count)
+        .map(|_| {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            let listener = socket.listen(1024)?;
+            addr = listener.local_addr()?;
+            listener.into_std()
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {

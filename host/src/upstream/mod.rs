@@ -16,9 +16,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
+use thread_local::ThreadLocal;
 
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One connection pool per thread: a connection's task then runs on the
+/// thread of the requests that use it, so relaying a response never hands
+/// frames between threads (see `server::run`'s thread-per-core runtimes).
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    clients: ThreadLocal<HttpsClient>,
     config: UpstreamConfig,
 }
 
@@ -36,22 +42,30 @@ pub enum UpstreamError {
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Self {
-        let mut http = HttpConnector::new();
-        // Without it an SSE stream of small writes meets delayed ACKs.
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout()));
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .expect("ring supports the default TLS versions")
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
-        UpstreamClient { client, config }
+        UpstreamClient {
+            clients: ThreadLocal::new(),
+            config,
+        }
+    }
+
+    fn client(&self) -> &HttpsClient {
+        self.clients.get_or(|| {
+            let mut http = HttpConnector::new();
+            // Without it an SSE stream of small writes meets delayed ACKs.
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(self.config.connect_timeout()));
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                .expect("ring supports the default TLS versions")
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(https)
+        })
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -112,7 +126,7 @@ impl UpstreamClient {
             .body(Full::new(Bytes::from(request.body)))
             .map_err(|e| invalid(e.to_string()))?;
         let timeout = self.config.first_byte_timeout();
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, self.client().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(error)) if error.is_connect() => {
                 Err(UpstreamError::Unreachable(describe(&error)))
