@@ -2,7 +2,9 @@
 //! translators (and the host) that need its usage.
 
 use crate::Usage;
+use memchr::memmem::Finder;
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 #[derive(Deserialize)]
 struct WithUsage {
@@ -54,14 +56,20 @@ pub fn usage(json: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
 /// stream with `include_usage` has `"usage":null`, and only the last one a
 /// value, so most events can skip parsing.
 pub fn may_carry_usage(data: &[u8]) -> bool {
-    contains(data, b"\"usage\"") && !contains(data, b"\"usage\":null")
+    static KEY: Needle = Needle::new(|| Finder::new(b"\"usage\""));
+    static NULL: Needle = Needle::new(|| Finder::new(b"\"usage\":null"));
+    KEY.find(data).is_some() && NULL.find(data).is_none()
 }
 
-/// Whether `needle` occurs in `haystack` (SIMD-accelerated where the
-/// target has it: this runs on every stream event).
-pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
+/// Whether a stream event finishes a choice (`"finish_reason":"…"`).
+pub fn finishes_a_choice(data: &[u8]) -> bool {
+    static FINISH: Needle = Needle::new(|| Finder::new(b"\"finish_reason\":\""));
+    FINISH.find(data).is_some()
 }
+
+/// A substring searcher built once: building one costs more than a search
+/// of a typical event, and these run on every event of every stream.
+type Needle = LazyLock<Finder<'static>>;
 
 #[cfg(test)]
 mod tests {
@@ -88,6 +96,16 @@ mod tests {
         assert!(usage(br#"{"usage":null}"#).unwrap().is_none());
         assert!(usage(br#"{"id":"x"}"#).unwrap().is_none());
         assert!(usage(b"[").is_err());
+    }
+
+    #[test]
+    fn spots_finished_choices() {
+        assert!(finishes_a_choice(
+            br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#
+        ));
+        assert!(!finishes_a_choice(
+            br#"{"choices":[{"delta":{},"finish_reason":null}]}"#
+        ));
     }
 
     #[test]

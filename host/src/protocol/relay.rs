@@ -4,7 +4,7 @@
 //! whether the stream ended properly.
 
 use crate::plugins::bindings::Usage;
-use sluice_sdk::canonical::{self, contains};
+use sluice_sdk::canonical;
 use sluice_sdk::sse::{SseDecoder, SseEvent};
 
 pub struct CanonicalRelay {
@@ -101,7 +101,7 @@ impl Meter {
         if self.done {
             return;
         }
-        if contains(data, b"\"finish_reason\":\"") {
+        if canonical::finishes_a_choice(data) {
             self.finished_choice = true;
         }
         if canonical::may_carry_usage(data)
