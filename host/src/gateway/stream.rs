@@ -20,6 +20,12 @@ pub struct RelayStream {
     log: Option<AccessLog>,
 }
 
+enum Pulled {
+    Output,
+    End(Ending),
+    Failed(UpstreamError),
+}
+
 pub enum FirstOutput {
     Ready(Bytes),
     /// The upstream failed before the client saw anything: another channel
@@ -42,26 +48,32 @@ impl RelayStream {
     /// answer.
     pub async fn first_output(&mut self) -> FirstOutput {
         let mut out = Vec::new();
+        match self.pull(&mut out).await {
+            Pulled::Output => FirstOutput::Ready(out.into()),
+            Pulled::End(Ending::Truncated) => FirstOutput::Failed(UpstreamError::Broken(
+                "the upstream closed the stream without an answer".into(),
+            )),
+            Pulled::End(Ending::Done | Ending::Finished) => {
+                self.ended = true;
+                FirstOutput::Ready(out.into())
+            }
+            Pulled::Failed(error) => FirstOutput::Failed(error),
+        }
+    }
+
+    /// Reads the upstream until the relay has output for the client, or
+    /// the upstream ends or fails.
+    async fn pull(&mut self, out: &mut Vec<u8>) -> Pulled {
         loop {
             match self.upstream.next().await {
                 Ok(Some(chunk)) => {
-                    self.relay.push(&chunk, &mut out);
+                    self.relay.push(&chunk, out);
                     if !out.is_empty() {
-                        return FirstOutput::Ready(out.into());
+                        return Pulled::Output;
                     }
                 }
-                Ok(None) => {
-                    return match self.relay.finish(&mut out) {
-                        Ending::Truncated => FirstOutput::Failed(UpstreamError::Broken(
-                            "the upstream closed the stream without an answer".into(),
-                        )),
-                        Ending::Done | Ending::Finished => {
-                            self.ended = true;
-                            FirstOutput::Ready(out.into())
-                        }
-                    };
-                }
-                Err(error) => return FirstOutput::Failed(error),
+                Ok(None) => return Pulled::End(self.relay.finish(out)),
+                Err(error) => return Pulled::Failed(error),
             }
         }
     }
@@ -98,37 +110,25 @@ impl RelayStream {
             return None;
         }
         let mut out = Vec::new();
-        loop {
-            match self.upstream.next().await {
-                Ok(Some(chunk)) => {
-                    self.relay.push(&chunk, &mut out);
-                    if !out.is_empty() {
-                        return Some(out.into());
-                    }
-                }
-                Ok(None) => {
-                    match self.relay.finish(&mut out) {
-                        Ending::Done | Ending::Finished => self.close("complete", None),
-                        Ending::Truncated => {
-                            let reason = "the upstream ended the stream before the answer finished";
-                            error_event(&mut out, "upstream_disconnected", reason);
-                            self.close("upstream_error", Some(reason.into()));
-                        }
-                    }
-                    return (!out.is_empty()).then(|| out.into());
-                }
-                Err(error) => {
-                    self.relay.finish(&mut out);
-                    let (code, outcome) = match error {
-                        UpstreamError::Timeout(_) => ("upstream_timeout", "timeout"),
-                        _ => ("upstream_disconnected", "upstream_error"),
-                    };
-                    error_event(&mut out, code, &error.to_string());
-                    self.close(outcome, Some(error.to_string()));
-                    return Some(out.into());
-                }
+        match self.pull(&mut out).await {
+            Pulled::Output => {}
+            Pulled::End(Ending::Done | Ending::Finished) => self.close("complete", None),
+            Pulled::End(Ending::Truncated) => {
+                let reason = "the upstream ended the stream before the answer finished";
+                error_event(&mut out, "upstream_disconnected", reason);
+                self.close("upstream_error", Some(reason.into()));
+            }
+            Pulled::Failed(error) => {
+                self.relay.finish(&mut out);
+                let (code, outcome) = match error {
+                    UpstreamError::Timeout(_) => ("upstream_timeout", "timeout"),
+                    _ => ("upstream_disconnected", "upstream_error"),
+                };
+                error_event(&mut out, code, &error.to_string());
+                self.close(outcome, Some(error.to_string()));
             }
         }
+        (!out.is_empty()).then(|| out.into())
     }
 
     fn close(&mut self, outcome: &'static str, error: Option<String>) {

@@ -10,41 +10,26 @@ mod router {
     });
 }
 
-mod risk {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "risk-plugin",
-        exports: { default: async },
-        with: {
-            "sluice:plugin/types": super::router::sluice::plugin::types,
-            "sluice:plugin/host": super::router::sluice::plugin::host,
-        },
-    });
+/// The other worlds, reusing the router world's `types` and `host`.
+macro_rules! world_bindings {
+    ($module:ident, $world:literal) => {
+        mod $module {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: $world,
+                exports: { default: async },
+                with: {
+                    "sluice:plugin/types": super::router::sluice::plugin::types,
+                    "sluice:plugin/host": super::router::sluice::plugin::host,
+                },
+            });
+        }
+    };
 }
 
-mod pricing {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "pricing-plugin",
-        exports: { default: async },
-        with: {
-            "sluice:plugin/types": super::router::sluice::plugin::types,
-            "sluice:plugin/host": super::router::sluice::plugin::host,
-        },
-    });
-}
-
-mod translator {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "translator-plugin",
-        exports: { default: async },
-        with: {
-            "sluice:plugin/types": super::router::sluice::plugin::types,
-            "sluice:plugin/host": super::router::sluice::plugin::host,
-        },
-    });
-}
+world_bindings!(risk, "risk-plugin");
+world_bindings!(pricing, "pricing-plugin");
+world_bindings!(translator, "translator-plugin");
 
 pub use pricing::exports::sluice::plugin::pricing::PriceTable;
 pub use pricing::{PricingPlugin, PricingPluginPre};
