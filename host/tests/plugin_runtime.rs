@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bundle, caller, channel, envelope, load, runtime};
-use sluice::plugins::bindings::{Direction, PriceTable, Usage, Verdict};
+use sluice::plugins::bindings::{Direction, ErrorResponse, PriceTable, Usage, Verdict};
 use sluice::plugins::{
     Bundle, Failure, LoadError, Manifest, Origin, Pricing, RequestText, Risk, Router, Runtime,
     RuntimeConfig, Translator,
@@ -240,6 +240,48 @@ async fn builtin_openai_translator_streams_bytes_through_and_reports_usage() {
     assert_eq!(call.body, br#"{"model":"gpt-4o-mini","messages":[]}"#);
     let refused = openai.request_from_canonical(b"{", "m").await.unwrap_err();
     assert!(matches!(&refused.failure, Failure::Refused { code, .. } if code == "invalid_request"));
+}
+
+#[tokio::test]
+async fn every_translator_function_of_the_contract_is_wired() {
+    let runtime = runtime();
+    let openai: Translator = load(&runtime, &bundle("openai")).await;
+    let response = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+    assert_eq!(openai.request_to_canonical(b"{}").await.unwrap(), b"{}");
+    assert_eq!(
+        openai.response_to_canonical(response).await.unwrap(),
+        response
+    );
+    assert_eq!(
+        openai.response_from_canonical(response).await.unwrap(),
+        response
+    );
+    let used = openai.response_usage(response).await.unwrap().unwrap();
+    assert_eq!((used.prompt_tokens, used.completion_tokens), (3, 4));
+    let error = ErrorResponse {
+        status: 429,
+        body: b"{}".to_vec(),
+    };
+    assert_eq!(openai.error_to_canonical(&error).await.unwrap().status, 429);
+    assert_eq!(
+        openai.error_from_canonical(&error).await.unwrap().body,
+        b"{}"
+    );
+
+    let mut observing = openai.open_stream(Direction::Observe).await.unwrap();
+    let usage_event =
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+    assert!(observing.push(usage_event).await.unwrap().is_empty());
+    assert_eq!(
+        observing
+            .finish()
+            .await
+            .unwrap()
+            .used
+            .unwrap()
+            .completion_tokens,
+        2
+    );
 }
 
 #[tokio::test]

@@ -364,10 +364,6 @@ pub struct TranslatorStream {
 }
 
 impl TranslatorStream {
-    pub fn plugin(&self) -> &Arc<PluginId> {
-        self.pool.id()
-    }
-
     /// Feeds the next bytes; returns the translated bytes complete so far.
     pub async fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, CallError> {
         let instance = self.instance.as_mut().map_err(|fault| fault.clone())?;

@@ -133,10 +133,6 @@ impl Runtime {
         }))
     }
 
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
-    }
-
     /// Compiles (or loads from the cache) and checks a bundle. On success
     /// one instance has already been created, so a plugin that cannot even
     /// start is refused here rather than on its first request.

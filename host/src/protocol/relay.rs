@@ -18,7 +18,6 @@ struct Meter {
     usage: Option<Usage>,
     done: bool,
     finished_choice: bool,
-    delivered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +40,6 @@ impl CanonicalRelay {
                 usage: None,
                 done: false,
                 finished_choice: false,
-                delivered: false,
             },
         }
     }
@@ -78,12 +76,6 @@ impl CanonicalRelay {
     pub fn usage(&self) -> Option<Usage> {
         self.meter.usage
     }
-
-    /// Whether any event reached the client: after that an error can only
-    /// be reported inside the stream.
-    pub fn delivered(&self) -> bool {
-        self.meter.delivered
-    }
 }
 
 enum Never {}
@@ -110,13 +102,11 @@ impl Meter {
             self.usage = Some(usage.into());
             if !self.client_wants_usage {
                 if let Some(rest) = without_usage(data) {
-                    self.delivered = true;
                     emit(out, &rest);
                 }
                 return;
             }
         }
-        self.delivered = true;
         emit(out, data);
     }
 }
