@@ -92,6 +92,13 @@ def test_models_lists_what_the_key_may_use(gateway):
     assert [m.id for m in client(gateway, RESTRICTED_KEY).models.list()] == ["demo"]
 
 
+def test_unknown_routes_and_methods_answer_in_openai_shape(gateway):
+    response = httpx.get(f"{gateway.url}/v1/chat/completions")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    response = httpx.post(f"{gateway.url}/v1/nothing-here", headers={"authorization": f"Bearer {KEY}"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_url"
+
+
 def test_health_and_request_ids(gateway):
     response = httpx.get(f"{gateway.url}/healthz", headers={"x-request-id": "trace-42"})
     assert response.status_code == 200

@@ -131,6 +131,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .fallback(unknown)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(request_id))
         .with_state(gateway)
 }
@@ -166,6 +167,16 @@ async fn healthz() -> impl IntoResponse {
 
 async fn unknown(uri: Uri) -> Response {
     ApiError::not_found(uri.path()).into_response()
+}
+
+async fn wrong_method(method: axum::http::Method, uri: Uri) -> Response {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!("{method} is not supported on {}.", uri.path()),
+    )
+    .into_response()
 }
 
 /// Keeps the client's `x-request-id` when it is a sane token, otherwise
