@@ -145,6 +145,22 @@ router = "faulty-router"
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def failover_gateway(built, demo):
+    """A gateway whose preferred channel is down (nothing listens on port 1)."""
+    executable, _ = built
+    dead = """
+[[channels]]
+name = "dead-channel"
+base_url = "http://127.0.0.1:1/v1"
+models = ["demo"]
+priority = 10
+"""
+    process = start_gateway(executable, gateway_config(demo.url) + dead)
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def demo_stats(demo):
     def read():

@@ -281,3 +281,13 @@ def test_json_logs_have_one_access_line_per_request(faulty_gateway):
     assert fields["model"] == "demo" and fields["status"] == 200 and fields["outcome"] == "complete"
     assert fields["channel"] == "demo-channel" and fields["completion_tokens"] == len(EXPECTED.split())
     assert fields["ttfb_ms"] > 0 and fields["latency_ms"] >= fields["ttfb_ms"]
+
+
+def test_a_channel_that_is_down_fails_over_to_the_next(failover_gateway):
+    sdk = client(failover_gateway)
+    assert sdk.chat.completions.create(model="demo", messages=MESSAGES).choices[0].message.content == EXPECTED
+    text = "".join(c.choices[0].delta.content or "" for c in
+                   sdk.chat.completions.create(model="demo", messages=MESSAGES, stream=True) if c.choices)
+    assert text == EXPECTED
+    log = pathlib.Path(failover_gateway.log.name).read_text()
+    assert "dead-channel" in log and "trying the next" in log
