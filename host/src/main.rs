@@ -59,7 +59,7 @@ enum PluginCommand {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    sluice::telemetry::init();
+    let _log_writer = sluice::telemetry::init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

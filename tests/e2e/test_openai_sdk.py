@@ -266,6 +266,8 @@ def test_channel_credentials_reach_the_upstream_but_never_a_log(gateway, demo_st
             sdk.chat.completions.create(model=failing, messages=MESSAGES)
         assert UPSTREAM_SECRET not in str(caught.value.body)
     assert demo_stats()["requests_with_credentials"] >= before + 3
+    # Log lines are written by a background thread: wait for the last call's.
+    assert wait_for(lambda: "demo/status-500" in pathlib.Path(gateway.log.name).read_text())
     log = pathlib.Path(gateway.log.name).read_text()
     assert "request_id" in log
     assert UPSTREAM_SECRET not in log and KEY not in log
@@ -274,8 +276,14 @@ def test_channel_credentials_reach_the_upstream_but_never_a_log(gateway, demo_st
 def test_json_logs_have_one_access_line_per_request(faulty_gateway):
     headers = {"x-request-id": "json-log-check-1"}
     client(faulty_gateway).chat.completions.create(model="demo", messages=MESSAGES, extra_headers=headers)
-    lines = [json.loads(line) for line in pathlib.Path(faulty_gateway.log.name).read_text().splitlines() if line.strip()]
-    access = [l for l in lines if l.get("fields", {}).get("request_id") == "json-log-check-1"]
+
+    def access_lines():
+        complete = pathlib.Path(faulty_gateway.log.name).read_text().rpartition("\n")[0]
+        lines = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [l for l in lines if l.get("fields", {}).get("request_id") == "json-log-check-1"]
+
+    assert wait_for(access_lines)
+    access = access_lines()
     assert len(access) == 1, access
     fields = access[0]["fields"]
     assert fields["model"] == "demo" and fields["status"] == 200 and fields["outcome"] == "complete"
@@ -289,5 +297,5 @@ def test_a_channel_that_is_down_fails_over_to_the_next(failover_gateway):
     text = "".join(c.choices[0].delta.content or "" for c in
                    sdk.chat.completions.create(model="demo", messages=MESSAGES, stream=True) if c.choices)
     assert text == EXPECTED
-    log = pathlib.Path(failover_gateway.log.name).read_text()
-    assert "dead-channel" in log and "trying the next" in log
+    assert wait_for(lambda: "trying the next" in pathlib.Path(failover_gateway.log.name).read_text())
+    assert "dead-channel" in pathlib.Path(failover_gateway.log.name).read_text()
