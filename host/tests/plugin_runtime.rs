@@ -128,6 +128,7 @@ async fn builtin_pricing_charges_integer_units() {
         prompt_tokens: 1000,
         completion_tokens: 50,
         cached_tokens: 100,
+        cache_write_tokens: 0,
         reasoning_tokens: 10,
     };
     let prices = PriceTable {
@@ -154,6 +155,7 @@ async fn example_offpeak_pricing_discounts_by_the_admission_time() {
         prompt_tokens: 1000,
         completion_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         reasoning_tokens: 0,
     };
     let prices = PriceTable {

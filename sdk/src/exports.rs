@@ -167,6 +167,13 @@ macro_rules! export_translator {
                 ) -> Result<$crate::UpstreamRequest, $crate::PluginError> {
                     with(|p| $crate::Translator::request_from_canonical(p, body, &model))
                 }
+                fn request_passthrough(
+                    body: Vec<u8>,
+                    model: ::std::string::String,
+                    headers: Vec<(::std::string::String, ::std::string::String)>,
+                ) -> Result<$crate::UpstreamRequest, $crate::PluginError> {
+                    with(|p| $crate::Translator::request_passthrough(p, body, &model, &headers))
+                }
                 fn response_to_canonical(body: Vec<u8>) -> Result<Vec<u8>, $crate::PluginError> {
                     with(|p| $crate::Translator::response_to_canonical(p, body))
                 }

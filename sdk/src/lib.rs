@@ -126,6 +126,12 @@ pub trait Translator: Sized + 'static {
         body: Vec<u8>,
         model: &str,
     ) -> Result<UpstreamRequest, PluginError>;
+    fn request_passthrough(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        headers: &[(String, String)],
+    ) -> Result<UpstreamRequest, PluginError>;
     fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError>;
     fn response_from_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError>;
     fn response_usage(&self, body: &[u8]) -> Result<Option<Usage>, PluginError>;

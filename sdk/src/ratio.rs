@@ -74,6 +74,7 @@ mod tests {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached_tokens: cached,
+            cache_write_tokens: 0,
             reasoning_tokens: 0,
         }
     }

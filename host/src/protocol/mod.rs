@@ -14,6 +14,7 @@ impl From<sluice_sdk::Usage> for crate::plugins::bindings::Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             cached_tokens: u.cached_tokens,
+            cache_write_tokens: u.cache_write_tokens,
             reasoning_tokens: u.reasoning_tokens,
         }
     }

@@ -51,6 +51,7 @@ impl AccessLog {
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             reasoning_tokens: 0,
         });
         tracing::info!(

@@ -29,6 +29,17 @@ impl Translator for OpenAi {
         body: Vec<u8>,
         model: &str,
     ) -> Result<UpstreamRequest, PluginError> {
+        self.request_passthrough(body, model, &[])
+    }
+
+    /// The canonical form is this protocol, so a passthrough is the same
+    /// call; OpenAI defines no request headers worth forwarding.
+    fn request_passthrough(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        _headers: &[(String, String)],
+    ) -> Result<UpstreamRequest, PluginError> {
         let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
             .map_err(|e| PluginError::new("invalid_request", format!("request body: {e}")))?;
         request.insert("model".into(), model.into());
@@ -65,35 +76,46 @@ impl Translator for OpenAi {
         UsageWatcher {
             forward: !matches!(direction, Direction::Observe),
             decoder: SseDecoder::new(),
-            usage: None,
+            seen: Seen::default(),
         }
     }
 }
 
 /// Passes the stream through unchanged (or, observing, not at all) and
-/// remembers the last usage it carried.
+/// remembers the last usage it carried and whether it ended properly.
 struct UsageWatcher {
     forward: bool,
     decoder: SseDecoder,
-    usage: Option<Usage>,
+    seen: Seen,
 }
 
-fn watch(usage: &mut Option<Usage>, data: &[u8]) {
-    if canonical::may_carry_usage(data)
-        && let Ok(Some(seen)) = canonical::usage(data)
-    {
-        *usage = Some(seen);
+#[derive(Default)]
+struct Seen {
+    usage: Option<Usage>,
+    done: bool,
+    finished_choice: bool,
+}
+
+impl Seen {
+    fn event(&mut self, data: &[u8]) -> Result<(), PluginError> {
+        if data == b"[DONE]" {
+            self.done = true;
+        } else if canonical::finishes_a_choice(data) {
+            self.finished_choice = true;
+        }
+        if canonical::may_carry_usage(data)
+            && let Ok(Some(seen)) = canonical::usage(data)
+        {
+            self.usage = Some(seen);
+        }
+        Ok(())
     }
 }
 
 impl StreamTranslator for UsageWatcher {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let usage = &mut self.usage;
-        self.decoder
-            .push(chunk, |event| -> Result<(), PluginError> {
-                watch(usage, event.data);
-                Ok(())
-            })?;
+        let seen = &mut self.seen;
+        self.decoder.push(chunk, |event| seen.event(event.data))?;
         Ok(if self.forward {
             chunk.to_vec()
         } else {
@@ -102,14 +124,12 @@ impl StreamTranslator for UsageWatcher {
     }
 
     fn finish(&mut self) -> Result<StreamEnd, PluginError> {
-        let usage = &mut self.usage;
-        self.decoder.finish(|event| -> Result<(), PluginError> {
-            watch(usage, event.data);
-            Ok(())
-        })?;
+        let seen = &mut self.seen;
+        self.decoder.finish(|event| seen.event(event.data))?;
         Ok(StreamEnd {
             tail: Vec::new(),
-            used: self.usage,
+            used: self.seen.usage,
+            complete: self.seen.done || self.seen.finished_choice,
         })
     }
 }
@@ -157,7 +177,17 @@ mod tests {
     fn observing_emits_nothing_but_still_reads_usage() {
         let mut stream = OpenAi.stream(Direction::Observe);
         assert!(stream.push(STREAM.as_bytes()).unwrap().is_empty());
-        assert_eq!(stream.finish().unwrap().used.unwrap().prompt_tokens, 12);
+        let end = stream.finish().unwrap();
+        assert_eq!(end.used.unwrap().prompt_tokens, 12);
+        assert!(end.complete);
+    }
+
+    #[test]
+    fn a_cut_stream_is_not_complete() {
+        let mut stream = OpenAi.stream(Direction::Observe);
+        let cut = &STREAM[..STREAM.find("\"finish_reason\":\"stop").unwrap()];
+        stream.push(cut.as_bytes()).unwrap();
+        assert!(!stream.finish().unwrap().complete);
     }
 
     #[test]

@@ -39,6 +39,15 @@ impl Translator for Echo {
         })
     }
 
+    fn request_passthrough(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        _headers: &[(String, String)],
+    ) -> Result<UpstreamRequest, PluginError> {
+        self.request_from_canonical(body, model)
+    }
+
     fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {
         echo(body)
     }
@@ -81,8 +90,10 @@ impl StreamTranslator for Counting {
                 prompt_tokens: 0,
                 completion_tokens: self.bytes,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
                 reasoning_tokens: 0,
             }),
+            complete: true,
         })
     }
 }

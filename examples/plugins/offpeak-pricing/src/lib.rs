@@ -92,6 +92,7 @@ mod tests {
             prompt_tokens: 1000,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             reasoning_tokens: 0,
         };
         let prices = PriceTable {

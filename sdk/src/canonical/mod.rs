@@ -1,5 +1,8 @@
-//! Reading Sluice's canonical form, the OpenAI Chat Completions shape, for
-//! translators (and the host) that need its usage.
+//! Sluice's canonical form, the OpenAI Chat Completions shape: typed
+//! documents for translators ([`chat`]) and fast usage reading for the
+//! host's relay.
+
+pub mod chat;
 
 use crate::Usage;
 use memchr::memmem::Finder;
@@ -8,29 +11,7 @@ use std::sync::LazyLock;
 
 #[derive(Deserialize)]
 struct WithUsage {
-    usage: Option<UsageJson>,
-}
-
-#[derive(Deserialize)]
-struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
+    usage: Option<chat::UsageJson>,
 }
 
 /// The `usage` of a canonical response or stream chunk, if it has one.
@@ -38,18 +19,7 @@ struct CompletionDetails {
 /// them or send `null`.
 pub fn usage(json: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
     let body: WithUsage = serde_json::from_slice(json)?;
-    Ok(body.usage.map(|u| Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        cached_tokens: u
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0),
-        reasoning_tokens: u
-            .completion_tokens_details
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0),
-    }))
+    Ok(body.usage.as_ref().map(Usage::from))
 }
 
 /// Whether a stream event's JSON may carry a usage value: every chunk of a
