@@ -136,6 +136,19 @@ impl SseDecoder {
     }
 }
 
+/// Appends one event: an optional `event:` line, one `data:` line, and the
+/// blank line that ends it. `data` must be a single line (compact JSON).
+pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &[u8]) {
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
