@@ -14,11 +14,13 @@ use std::process::Command;
 
 /// (crate directory, package name). The directory's last segment names the
 /// bundle.
-const PLUGINS: [(&str, &str); 8] = [
+const PLUGINS: [(&str, &str); 10] = [
     ("plugins/router", "sluice-plugin-router"),
     ("plugins/risk", "sluice-plugin-risk"),
     ("plugins/pricing", "sluice-plugin-pricing"),
     ("plugins/openai", "sluice-plugin-openai"),
+    ("plugins/anthropic", "sluice-plugin-anthropic"),
+    ("plugins/gemini", "sluice-plugin-gemini"),
     ("examples/plugins/batch-router", "example-batch-router"),
     (
         "examples/plugins/offpeak-pricing",

@@ -8,8 +8,11 @@
 //! memory idle and at peak. Everything shares the machine, load generator
 //! included, so compare the ratios, not the absolute figures.
 //!
+//! Then it streams through Sluice for each pair of client and channel
+//! protocol, relative to the OpenAI passthrough.
+//!
 //! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
-//! `SLUICE_BENCH_MODE=stream` (or `non-stream`) runs one mode only.
+//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`) runs one part only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,6 +31,36 @@ const KEY: &str = "sk-bench-0123456789";
 const BODY: &str = r#"{"model":"demo","messages":[{"role":"user","content":"Benchmark me"}]}"#;
 const STREAM_BODY: &str =
     r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#;
+
+/// Streams through Sluice by client protocol and channel protocol: path,
+/// body. The first is the passthrough the others are compared with.
+const CROSS: [(&str, &str, &str); 5] = [
+    (
+        "openai → openai",
+        "/v1/chat/completions",
+        r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#,
+    ),
+    (
+        "openai → anthropic",
+        "/v1/chat/completions",
+        r#"{"model":"claude-demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#,
+    ),
+    (
+        "openai → gemini",
+        "/v1/chat/completions",
+        r#"{"model":"gemini-demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#,
+    ),
+    (
+        "anthropic → anthropic",
+        "/v1/messages",
+        r#"{"model":"claude-demo","stream":true,"max_tokens":1024,"messages":[{"role":"user","content":"Benchmark me"}]}"#,
+    ),
+    (
+        "anthropic → openai",
+        "/v1/messages",
+        r#"{"model":"demo","stream":true,"max_tokens":1024,"messages":[{"role":"user","content":"Benchmark me"}]}"#,
+    ),
+];
 
 /// A child process that announced `listening on http://ADDR`, killed on drop.
 struct Server {
@@ -112,6 +145,8 @@ fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
 fn sluice_config(upstream: &str) -> String {
     format!(
         "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
+         [[channels]]\nname = \"claude\"\nprotocol = \"anthropic-messages\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"claude-demo\"]\n\n\
+         [[channels]]\nname = \"gemini\"\nprotocol = \"gemini\"\nbase_url = \"{upstream}/v1beta\"\nmodels = [\"gemini-demo\"]\n\n\
          [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\n"
     )
 }
@@ -336,6 +371,31 @@ fn main() {
             if direct.is_none() {
                 direct = Some(outcome);
             }
+        }
+    }
+    if only.as_deref().is_none_or(|o| o == "cross") {
+        println!(
+            "\nstreams through sluice by client → channel protocol\n\n{:<22} {:>9} {:>8} {:>8} {:>14}",
+            "protocols", "req/s", "p50", "p99", "× passthrough"
+        );
+        let mut passthrough: Option<f64> = None;
+        for (name, path, body) in CROSS {
+            let url = format!("{}{path}", sluice.url);
+            let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+            let base = *passthrough.get_or_insert(outcome.rate());
+            println!(
+                "{:<22} {:>9.0} {:>8} {:>8} {:>14.2}{}",
+                name,
+                outcome.rate(),
+                ms(percentile(&outcome.latencies, 0.5)),
+                ms(percentile(&outcome.latencies, 0.99)),
+                outcome.rate() / base,
+                if outcome.errors > 0 {
+                    format!("  ({} errors)", outcome.errors)
+                } else {
+                    String::new()
+                },
+            );
         }
     }
     let (_, peak_rss) = memory_mib(sluice.pid());

@@ -2,8 +2,8 @@
 //!
 //! Prints, for real compiled components: the compile time of each built-in
 //! plugin, the cached start of all of them, one policy call on a warm and on
-//! a fresh instance (store + instantiate + call + drop), and one stream
-//! chunk through the OpenAI translator.
+//! a fresh instance (store + instantiate + call + drop), and for each
+//! translator one stream chunk and one non-stream answer, each way.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sluice::plugins::bindings::{Caller, ChannelCandidate, Direction, Envelope};
@@ -120,40 +120,91 @@ fn policy_calls(c: &mut Criterion) {
     group.finish();
 }
 
-fn stream_chunks(c: &mut Criterion) {
+/// A typical text delta in each protocol's stream, and a typical
+/// non-stream answer.
+const OPENAI_CHUNK: &str = concat!(
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1764000000,",
+    "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" the quick brown\"},",
+    "\"finish_reason\":null}],\"usage\":null}\n\n"
+);
+const ANTHROPIC_CHUNK: &str = concat!(
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,",
+    "\"delta\":{\"type\":\"text_delta\",\"text\":\" the quick brown\"}}\n\n"
+);
+const GEMINI_CHUNK: &str = concat!(
+    "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\" the quick brown\"}]},",
+    "\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":3,",
+    "\"totalTokenCount\":15},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}\n\n"
+);
+const OPENAI_RESPONSE: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1764000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens.","refusal":null},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":42,"completion_tokens":25,"total_tokens":67,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+const ANTHROPIC_RESPONSE: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":42,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":25}}"#;
+const GEMINI_RESPONSE: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens."}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":42,"candidatesTokenCount":25,"totalTokenCount":67},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#;
+
+/// Per translator: one stream chunk each way, and one non-stream answer
+/// each way, through the real components.
+fn translators(c: &mut Criterion) {
     let tokio = Tokio::new().unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let openai: Translator = tokio
-        .block_on(runtime.load(&builtin::named("openai").unwrap()))
-        .unwrap()
-        .plugin
-        .try_into()
-        .unwrap();
-    let chunk = concat!(
-        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1764000000,",
-        "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" the quick brown\"},",
-        "\"finish_reason\":null}],\"usage\":null}\n\n"
-    )
-    .as_bytes();
-    assert_eq!(chunk.len(), 200);
-    let mut stream = tokio
-        .block_on(openai.open_stream(Direction::ToCanonical))
-        .unwrap();
-    let mut group = c.benchmark_group("stream");
+    let load = |name: &str| -> Translator {
+        tokio
+            .block_on(runtime.load(&builtin::named(name).unwrap()))
+            .unwrap()
+            .plugin
+            .try_into()
+            .unwrap()
+    };
+    let cases = [
+        ("openai", OPENAI_CHUNK, OPENAI_RESPONSE),
+        ("anthropic", ANTHROPIC_CHUNK, ANTHROPIC_RESPONSE),
+        ("gemini", GEMINI_CHUNK, GEMINI_RESPONSE),
+    ];
+    let mut group = c.benchmark_group("translator");
     group.measurement_time(Duration::from_secs(3));
-    group.bench_function("openai translator, one 200-byte SSE chunk", |b| {
-        b.iter_custom(|iterations| {
-            tokio.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    stream.push(chunk).await.unwrap();
-                }
-                started.elapsed()
+    for (name, chunk, response) in cases {
+        let translator = load(name);
+        for (direction, input, label) in [
+            (Direction::ToCanonical, chunk, "stream chunk to canonical"),
+            (
+                Direction::FromCanonical,
+                OPENAI_CHUNK,
+                "stream chunk from canonical",
+            ),
+        ] {
+            let mut stream = tokio.block_on(translator.open_stream(direction)).unwrap();
+            // A stream's first event opens it (e.g. Anthropic's message_start):
+            // measure the steady state after it.
+            tokio.block_on(stream.push(input.as_bytes())).unwrap();
+            group.bench_function(BenchmarkId::new(label, name), |b| {
+                b.iter_custom(|iterations| {
+                    tokio.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..iterations {
+                            stream.push(input.as_bytes()).await.unwrap();
+                        }
+                        started.elapsed()
+                    })
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("answer to canonical", name), |b| {
+            b.to_async(&tokio).iter(|| async {
+                translator
+                    .response_to_canonical(response.as_bytes())
+                    .await
+                    .unwrap()
             })
-        })
-    });
+        });
+        group.bench_function(BenchmarkId::new("answer from canonical", name), |b| {
+            b.to_async(&tokio).iter(|| async {
+                translator
+                    .response_from_canonical(OPENAI_RESPONSE.as_bytes())
+                    .await
+                    .unwrap()
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, loading, policy_calls, stream_chunks);
+criterion_group!(benches, loading, policy_calls, translators);
 criterion_main!(benches);

@@ -10,4 +10,5 @@ pub mod protocol;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod tokens;
 pub mod upstream;

@@ -96,6 +96,20 @@ base_url = "{demo_url}/v1"
 api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
 models = ["demo", "demo-tools", "demo/*", "fault/*"]
 
+[[channels]]
+name = "anthropic-channel"
+protocol = "anthropic-messages"
+base_url = "{demo_url}/v1"
+api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
+models = ["claude-demo*"]
+
+[[channels]]
+name = "gemini-channel"
+protocol = "gemini"
+base_url = "{demo_url}/v1beta"
+api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
+models = ["gemini-demo*"]
+
 [[keys]]
 key = "{KEY}"
 tenant = "e2e"
@@ -127,6 +141,15 @@ def gateway(built, demo):
 terms = ["forbidden phrase"]
 """
     process = start_gateway(executable, gateway_config(demo.url, plugins))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def json_gateway(built, demo):
+    """The plain chain, logging JSON lines: tests read what it metered."""
+    executable, _ = built
+    process = start_gateway(executable, gateway_config(demo.url), log_format="json")
     yield process
     process.stop()
 

@@ -49,12 +49,13 @@ impl KeyStore {
         KeyStore { by_digest }
     }
 
-    /// The key an `Authorization: Bearer …` header names.
+    /// The key an `Authorization: Bearer …` header names, or else an
+    /// `x-api-key` header (Anthropic's SDKs send either).
     pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Arc<ApiKey>, AuthError> {
-        let key = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let key = header(axum::http::header::AUTHORIZATION.as_str())
             .and_then(bearer)
+            .or_else(|| header("x-api-key").map(str::trim).filter(|k| !k.is_empty()))
             .ok_or(AuthError::Missing)?;
         self.find(key).ok_or(AuthError::Unknown)
     }

@@ -135,7 +135,9 @@ pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
     pub risk: String,
     pub router: String,
-    /// Inbound or channel protocol → the translator bundle for it.
+    /// Inbound or channel protocol → the translator bundle for it. Entries
+    /// replace or add to the built-in ones, which stay for the rest.
+    #[serde(deserialize_with = "over_builtin_translators")]
     pub translators: BTreeMap<String, String>,
     /// Bundle name → configuration replacing the bundle's own `[config]`.
     pub config: BTreeMap<String, toml::Table>,
@@ -148,11 +150,27 @@ impl Default for PluginsConfig {
             dir: None,
             risk: "risk".into(),
             router: "router".into(),
-            translators: BTreeMap::from([("openai-chat".into(), "openai".into())]),
+            translators: builtin_translators(),
             config: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
         }
     }
+}
+
+fn builtin_translators() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("openai-chat".into(), "openai".into()),
+        ("anthropic-messages".into(), "anthropic".into()),
+        ("gemini".into(), "gemini".into()),
+    ])
+}
+
+fn over_builtin_translators<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let mut translators = builtin_translators();
+    translators.extend(BTreeMap::<String, String>::deserialize(deserializer)?);
+    Ok(translators)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -265,6 +283,19 @@ mod tests {
         assert!(config.demo.enabled);
         assert_eq!(config.keys.len(), 1);
         assert_eq!(config.plugins.translators["openai-chat"], "openai");
+    }
+
+    #[test]
+    fn configured_translators_replace_or_add_to_the_built_in_ones() {
+        let config = Config::parse(
+            "[plugins.translators]\nopenai-chat = \"mine\"\nother = \"theirs\"\n",
+            "t",
+        )
+        .unwrap();
+        let translators = &config.plugins.translators;
+        assert_eq!(translators["openai-chat"], "mine");
+        assert_eq!(translators["other"], "theirs");
+        assert_eq!(translators["anthropic-messages"], "anthropic");
     }
 
     #[test]

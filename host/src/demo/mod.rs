@@ -1,50 +1,95 @@
-//! A fake OpenAI-compatible provider, so Sluice answers offline and tests
-//! and benchmarks have an upstream that misbehaves on demand.
+//! A fake provider that speaks OpenAI Chat Completions, Anthropic Messages
+//! and Gemini generateContent, so Sluice answers offline and tests and
+//! benchmarks have upstreams that misbehave on demand.
 //!
-//! Answers are deterministic: the reply quotes the last user message, one
-//! token per word, in text with multi-byte characters. With `tools` in the
-//! request it calls the first tool, its arguments streamed in fragments.
-//! The model name selects faults, as `/`-separated directives after the
-//! name, e.g. `demo/slow-200/chunk-3`:
+//! Answers are deterministic (see `answer`). The model name selects faults,
+//! as directives after the name separated by `/` (or `.`, for Gemini, whose
+//! model names go into the URL path), e.g. `demo/slow-200/chunk-3`:
 //!
 //! | directive | effect |
 //! |---|---|
-//! | `status-N` | answer with HTTP status N and an OpenAI error body (429 adds `retry-after: 1`) |
+//! | `status-N` | answer with HTTP status N and an error body in the protocol's shape (429 adds `retry-after: 1`) |
 //! | `slow-MS` | wait MS before answering |
 //! | `stall-MS` | wait MS between stream pieces |
-//! | `drop-N` | cut the connection after N stream pieces, without `[DONE]` |
+//! | `drop-N` | cut the connection after N stream pieces, before the stream's end |
 //! | `chunk-N` | write the stream in N-byte pieces, splitting events and characters |
 //! | `words-N` | reply with N words |
-//! | `no-usage` | never report usage |
-//! | `usage-on-finish` | put the usage on the finish chunk instead of a chunk of its own |
+//! | `cached-N` | report N prompt tokens read from the cache |
+//! | `cache-write-N` | report N prompt tokens written to the cache (Anthropic) |
+//! | `reasoning-N` | report N reasoning tokens (OpenAI, Gemini) |
+//! | `no-usage` | never report usage (OpenAI, Gemini) |
+//! | `usage-on-finish` | put the usage on the finish chunk instead of a chunk of its own (OpenAI) |
+//!
+//! `GET /demo/usage/{request-id}` tells what usage the demo reported for a
+//! request (by its `x-request-id`), for tests that check metering.
 
+mod answer;
+mod anthropic;
+mod gemini;
+mod openai;
+
+use answer::{Answer, Tokens};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Streams the demo started, finished, and lost to a departed client, and
-/// how many requests carried a credential.
+/// Streams the demo started, finished, and lost to a departed client, how
+/// many requests carried a credential, and the usage it reported lately.
 #[derive(Default)]
-pub struct DemoStats {
+pub struct Demo {
     with_credentials: AtomicU64,
     started: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
+    reported: Mutex<Reported>,
+}
+
+/// The usage reported for the most recent requests, by request id.
+#[derive(Default)]
+struct Reported {
+    by_id: HashMap<String, Tokens>,
+    order: VecDeque<String>,
+}
+
+const REPORTED_KEPT: usize = 4096;
+
+impl Demo {
+    fn report(&self, headers: &HeaderMap, tokens: Tokens) {
+        let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let mut reported = self
+            .reported
+            .lock()
+            .expect("the demo never panics holding it");
+        if reported.by_id.insert(id.to_string(), tokens).is_none() {
+            reported.order.push_back(id.to_string());
+        }
+        if reported.order.len() > REPORTED_KEPT
+            && let Some(oldest) = reported.order.pop_front()
+        {
+            reported.by_id.remove(&oldest);
+        }
+    }
 }
 
 pub fn router() -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1beta/models/{*target}", post(gemini::generate))
         .route("/v1/models", get(models))
         .route("/demo/stats", get(stats))
-        .with_state(Arc::new(DemoStats::default()))
+        .route("/demo/usage/{id}", get(usage))
+        .with_state(Arc::new(Demo::default()))
 }
 
 /// Serves the demo upstream on `listener` until the process ends.
@@ -58,19 +103,42 @@ pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
 
 pub const MODELS: [&str; 2] = ["demo", "demo-tools"];
 
-/// The channel through which a gateway serves the demo upstream at `addr`.
-pub fn channel(addr: std::net::SocketAddr) -> crate::config::ChannelConfig {
-    crate::config::ChannelConfig {
-        name: "demo".into(),
-        protocol: crate::protocol::CANONICAL.into(),
-        base_url: format!("http://{addr}/v1"),
-        api_key_env: None,
-        models: vec!["demo".into(), "demo-tools".into(), "demo/*".into()],
-        model_map: Default::default(),
-        weight: 1,
-        priority: 0,
-        tags: vec![],
-    }
+/// The channels through which a gateway serves the demo upstream at
+/// `addr`: `demo` models as OpenAI, `claude-demo` as Anthropic and
+/// `gemini-demo` as Gemini, each also with fault directives.
+pub fn channels(addr: std::net::SocketAddr) -> Vec<crate::config::ChannelConfig> {
+    let channel =
+        |name: &str, protocol: &str, path: &str, models: &[&str]| crate::config::ChannelConfig {
+            name: name.into(),
+            protocol: protocol.into(),
+            base_url: format!("http://{addr}{path}"),
+            api_key_env: None,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            model_map: Default::default(),
+            weight: 1,
+            priority: 0,
+            tags: vec![],
+        };
+    vec![
+        channel(
+            "demo",
+            crate::protocol::CANONICAL,
+            "/v1",
+            &["demo", "demo-tools", "demo/*"],
+        ),
+        channel(
+            "demo-anthropic",
+            "anthropic-messages",
+            "/v1",
+            &["claude-demo", "claude-demo/*"],
+        ),
+        channel(
+            "demo-gemini",
+            "gemini",
+            "/v1beta",
+            &["gemini-demo", "gemini-demo.*"],
+        ),
+    ]
 }
 
 async fn models() -> Response {
@@ -81,24 +149,38 @@ async fn models() -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn stats(State(stats): State<Arc<DemoStats>>) -> Response {
+async fn stats(State(demo): State<Arc<Demo>>) -> Response {
     axum::Json(json!({
-        "streams_started": stats.started.load(Ordering::SeqCst),
-        "streams_completed": stats.completed.load(Ordering::SeqCst),
-        "streams_cancelled": stats.cancelled.load(Ordering::SeqCst),
-        "requests_with_credentials": stats.with_credentials.load(Ordering::SeqCst),
+        "streams_started": demo.started.load(Ordering::SeqCst),
+        "streams_completed": demo.completed.load(Ordering::SeqCst),
+        "streams_cancelled": demo.cancelled.load(Ordering::SeqCst),
+        "requests_with_credentials": demo.with_credentials.load(Ordering::SeqCst),
     }))
     .into_response()
 }
 
+async fn usage(State(demo): State<Arc<Demo>>, Path(id): Path<String>) -> Response {
+    let reported = demo
+        .reported
+        .lock()
+        .expect("the demo never panics holding it");
+    match reported.by_id.get(&id) {
+        Some(tokens) => axum::Json(tokens).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 #[derive(Default, Debug, PartialEq)]
-struct Faults {
+pub struct Faults {
     status: Option<u16>,
     slow: Option<Duration>,
     stall: Option<Duration>,
     drop_after: Option<usize>,
     chunk: Option<usize>,
     words: Option<usize>,
+    cached: u64,
+    cache_write: u64,
+    reasoning: u64,
     no_usage: bool,
     usage_on_finish: bool,
 }
@@ -106,7 +188,7 @@ struct Faults {
 impl Faults {
     fn from_model(model: &str) -> Self {
         let mut faults = Faults::default();
-        for directive in model.split('/').skip(1) {
+        for directive in model.split(['/', '.']).skip(1) {
             let (name, value) = directive.rsplit_once('-').unwrap_or((directive, ""));
             let number = value.parse::<u64>().ok();
             match (name, number) {
@@ -116,6 +198,9 @@ impl Faults {
                 ("drop", Some(n)) => faults.drop_after = Some(n as usize),
                 ("chunk", Some(n)) if n > 0 => faults.chunk = Some(n as usize),
                 ("words", Some(n)) => faults.words = Some(n as usize),
+                ("cached", Some(n)) => faults.cached = n,
+                ("cache-write", Some(n)) => faults.cache_write = n,
+                ("reasoning", Some(n)) => faults.reasoning = n,
                 _ if directive == "no-usage" => faults.no_usage = true,
                 _ if directive == "usage-on-finish" => faults.usage_on_finish = true,
                 _ => {}
@@ -125,43 +210,51 @@ impl Faults {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let kind = if status.is_server_error() {
-        "server_error"
-    } else {
-        "invalid_request_error"
-    };
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    (status, axum::Json(body)).into_response()
+/// A protocol the demo speaks.
+trait Speaker {
+    /// The protocol's error body for `status`.
+    fn error(status: StatusCode, message: &str) -> Value;
+    /// The whole answer, for a non-stream request.
+    fn completion(answer: &Answer, model: &str, faults: &Faults) -> Value;
+    /// The answer as a stream of events.
+    fn stream(answer: Answer, model: String, faults: &Faults, request: &Value) -> Box<dyn Plan>;
+    /// The usage as this protocol can report it, or `None` if it reports
+    /// none for this request.
+    fn reported(tokens: Tokens, faults: &Faults, stream: bool, request: &Value) -> Option<Tokens>;
 }
 
-async fn chat(
-    State(stats): State<Arc<DemoStats>>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
+/// A stream's events, produced one by one as the client reads, so a
+/// stream of any length costs the demo no memory.
+trait Plan: Send {
+    /// The `position`-th event as bytes, `None` past the end.
+    fn event(&self, position: usize) -> Option<Bytes>;
+}
+
+/// Answers `request` for `model` in protocol `S`, honouring the faults its
+/// name asks for.
+async fn answer<S: Speaker>(
+    demo: Arc<Demo>,
+    headers: &HeaderMap,
+    model: String,
+    request: Value,
+    prompt: answer::Prompt,
+    stream: bool,
 ) -> Response {
-    if headers.contains_key(header::AUTHORIZATION) {
-        stats.with_credentials.fetch_add(1, Ordering::SeqCst);
+    let credentials = ["authorization", "x-api-key", "x-goog-api-key"];
+    if credentials.iter().any(|name| headers.contains_key(*name)) {
+        demo.with_credentials.fetch_add(1, Ordering::SeqCst);
     }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "The body is not JSON.",
-        );
-    };
-    let model = request["model"].as_str().unwrap_or_default().to_string();
     let faults = Faults::from_model(&model);
     if let Some(delay) = faults.slow {
         tokio::time::sleep(delay).await;
     }
     if let Some(status) = faults.status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = error(
-            status,
-            "demo_fault",
-            &format!("The demo upstream was asked to fail with {status}."),
+        let message = format!(
+            "The demo upstream was asked to fail with {}.",
+            status.as_u16()
         );
+        let mut response = (status, axum::Json(S::error(status, &message))).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
@@ -169,30 +262,23 @@ async fn chat(
         }
         return response;
     }
-    let answer = Answer::for_request(&request, &faults);
-    let stream = request["stream"].as_bool().unwrap_or(false);
-    if !stream {
-        return axum::Json(answer.completion(&model)).into_response();
+    let answer = Answer::new(&prompt, &faults);
+    if let Some(tokens) = S::reported(answer.tokens, &faults, stream, &request) {
+        demo.report(headers, tokens);
     }
-    let include_usage = request["stream_options"]["include_usage"]
-        .as_bool()
-        .unwrap_or(false)
-        && !faults.no_usage;
-    stats.started.fetch_add(1, Ordering::SeqCst);
+    if !stream {
+        return axum::Json(S::completion(&answer, &model, &faults)).into_response();
+    }
+    demo.started.fetch_add(1, Ordering::SeqCst);
     let delivery = Delivery {
-        plan: StreamPlan {
-            answer,
-            model,
-            include_usage,
-            usage_on_finish: faults.usage_on_finish,
-        },
+        plan: S::stream(answer, model, &faults, &request),
         position: 0,
         pending: Vec::new(),
         chunk: faults.chunk,
         sent: 0,
         stall: faults.stall,
         drop_after: faults.drop_after,
-        stats,
+        demo,
         finished: false,
     };
     let body = futures_util::stream::unfold(delivery, |mut delivery| async move {
@@ -206,9 +292,19 @@ async fn chat(
     response
 }
 
+/// A request body that is not JSON.
+fn not_json<S: Speaker>() -> Response {
+    let status = StatusCode::BAD_REQUEST;
+    (
+        status,
+        axum::Json(S::error(status, "The body is not JSON.")),
+    )
+        .into_response()
+}
+
 /// One stream's pieces on their way out, counting how it ends.
 struct Delivery {
-    plan: StreamPlan,
+    plan: Box<dyn Plan>,
     position: usize,
     /// Bytes of events not yet sent, when re-chunking.
     pending: Vec<u8>,
@@ -216,7 +312,7 @@ struct Delivery {
     sent: usize,
     stall: Option<Duration>,
     drop_after: Option<usize>,
-    stats: Arc<DemoStats>,
+    demo: Arc<Demo>,
     finished: bool,
 }
 
@@ -277,204 +373,28 @@ impl Delivery {
 
     fn finish(&mut self) {
         self.finished = true;
-        self.stats.completed.fetch_add(1, Ordering::SeqCst);
+        self.demo.completed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
         if !self.finished {
-            self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.demo.cancelled.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
 
-/// What the demo answers: words of text, or one tool call.
-struct Answer {
-    words: Vec<String>,
-    tool_call: Option<(String, Vec<String>)>,
-    finish_reason: &'static str,
-    prompt_tokens: u64,
-}
-
-impl Answer {
-    fn for_request(request: &Value, faults: &Faults) -> Self {
-        let messages = request["messages"].as_array().cloned().unwrap_or_default();
-        let text_of = |message: &Value| match &message["content"] {
-            Value::String(text) => text.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            _ => String::new(),
-        };
-        let prompt_chars: usize = messages.iter().map(|m| text_of(m).chars().count()).sum();
-        let prompt_tokens = (prompt_chars.div_ceil(4) + 3 * messages.len()) as u64;
-        let last_user = messages
+/// The text of a message's `content`: a string, or the `text` of its parts.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
             .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(text_of)
-            .unwrap_or_default();
-        let tool = request["tools"][0]["function"]["name"].as_str();
-        if let Some(name) = tool.filter(|_| request["tool_choice"] != "none") {
-            let arguments =
-                json!({"location": "Paris", "unit": "celsius", "note": "café ☕ 😀"}).to_string();
-            let chars: Vec<char> = arguments.chars().collect();
-            let fragments = chars.chunks(7).map(|c| c.iter().collect()).collect();
-            return Answer {
-                words: Vec::new(),
-                tool_call: Some((name.to_string(), fragments)),
-                finish_reason: "tool_calls",
-                prompt_tokens,
-            };
-        }
-        let quoted: String = last_user.chars().take(120).collect();
-        let text = format!(
-            "Hello from the Sluice demo upstream! You said: «{quoted}». Café ☕ naïve résumé 😀 — streaming works."
-        );
-        let mut words: Vec<String> = text.split(' ').map(|w| format!("{w} ")).collect();
-        if let Some(count) = faults.words {
-            let base = words.clone();
-            words = (0..count).map(|i| base[i % base.len()].clone()).collect();
-        }
-        let cap = request["max_completion_tokens"]
-            .as_u64()
-            .or(request["max_tokens"].as_u64());
-        let finish_reason = match cap {
-            Some(cap) if (cap as usize) < words.len() => {
-                words.truncate(cap as usize);
-                "length"
-            }
-            _ => "stop",
-        };
-        Answer {
-            words,
-            tool_call: None,
-            finish_reason,
-            prompt_tokens,
-        }
-    }
-
-    fn completion_tokens(&self) -> u64 {
-        match &self.tool_call {
-            Some((_, fragments)) => fragments.len() as u64,
-            None => self.words.len() as u64,
-        }
-    }
-
-    fn usage(&self) -> Value {
-        let completion = self.completion_tokens();
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        })
-    }
-
-    fn completion(&self, model: &str) -> Value {
-        let message = match &self.tool_call {
-            Some((name, fragments)) => json!({
-                "role": "assistant",
-                "content": null,
-                "tool_calls": [{"id": "call_demo_1", "type": "function",
-                    "function": {"name": name, "arguments": fragments.concat()}}],
-            }),
-            None => json!({"role": "assistant", "content": self.words.concat(), "refusal": null}),
-        };
-        json!({
-            "id": "chatcmpl-demo",
-            "object": "chat.completion",
-            "created": 1_764_000_000,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason, "logprobs": null}],
-            "usage": self.usage(),
-        })
-    }
-}
-
-/// A streamed answer, produced event by event as the client reads, so a
-/// stream of any length costs the demo no memory.
-struct StreamPlan {
-    answer: Answer,
-    model: String,
-    include_usage: bool,
-    usage_on_finish: bool,
-}
-
-impl StreamPlan {
-    fn deltas(&self) -> usize {
-        match &self.answer.tool_call {
-            Some((_, fragments)) => fragments.len(),
-            None => self.answer.words.len(),
-        }
-    }
-
-    fn separate_usage_chunk(&self) -> bool {
-        self.include_usage && !self.usage_on_finish
-    }
-
-    /// The stream's `position`-th event as SSE bytes, `[DONE]` last.
-    fn event(&self, position: usize) -> Option<Bytes> {
-        let deltas = self.deltas();
-        let finish = deltas + 1;
-        let usage = finish + usize::from(self.separate_usage_chunk());
-        let value = match position {
-            0 => self.chunk(self.opening_delta(), None, Value::Null),
-            p if p < finish => self.chunk(self.delta(p - 1), None, Value::Null),
-            p if p == finish => {
-                let usage = if self.usage_on_finish && self.include_usage {
-                    self.answer.usage()
-                } else {
-                    Value::Null
-                };
-                self.chunk(json!({}), Some(self.answer.finish_reason), usage)
-            }
-            p if p == usage => {
-                let mut last = self.chunk(json!({}), None, self.answer.usage());
-                last["choices"] = json!([]);
-                last
-            }
-            p if p == usage + 1 => return Some(Bytes::from_static(b"data: [DONE]\n\n")),
-            _ => return None,
-        };
-        Some(Bytes::from(format!("data: {value}\n\n")))
-    }
-
-    fn opening_delta(&self) -> Value {
-        match &self.answer.tool_call {
-            Some((name, _)) => {
-                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
-                "id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": ""}}]})
-            }
-            None => json!({"role": "assistant", "content": ""}),
-        }
-    }
-
-    fn delta(&self, index: usize) -> Value {
-        match &self.answer.tool_call {
-            Some((_, fragments)) => {
-                json!({"tool_calls": [{"index": 0, "function": {"arguments": fragments[index]}}]})
-            }
-            None => json!({"content": self.answer.words[index]}),
-        }
-    }
-
-    fn chunk(&self, delta: Value, finish: Option<&str>, usage: Value) -> Value {
-        let mut chunk = json!({
-            "id": "chatcmpl-demo",
-            "object": "chat.completion.chunk",
-            "created": 1_764_000_000,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-        });
-        if self.include_usage {
-            chunk["usage"] = usage;
-        }
-        chunk
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
     }
 }
 
@@ -493,43 +413,10 @@ mod tests {
         );
         assert!(faults.no_usage && !faults.usage_on_finish);
         assert_eq!(Faults::from_model("demo"), Faults::default());
-    }
-
-    #[test]
-    fn answers_deterministically_and_respects_the_token_cap() {
-        let request = json!({"model": "demo", "max_tokens": 3,
-            "messages": [{"role": "user", "content": "ping"}]});
-        let answer = Answer::for_request(&request, &Faults::default());
-        assert_eq!(answer.words.concat(), "Hello from the ");
-        assert_eq!(answer.finish_reason, "length");
-        assert_eq!(answer.completion_tokens(), 3);
-        let plan = StreamPlan {
-            answer,
-            model: "demo".into(),
-            include_usage: true,
-            usage_on_finish: false,
-        };
-        let events: Vec<Bytes> = (0..).map_while(|p| plan.event(p)).collect();
-        // Opening, three words, finish, usage, [DONE].
-        assert_eq!(events.len(), 7);
-        let usage: Value = serde_json::from_slice(&events[5][6..]).unwrap();
-        assert_eq!(usage["usage"]["completion_tokens"], 3);
-        assert_eq!(usage["choices"], json!([]));
-        assert_eq!(&events[6][..], b"data: [DONE]\n\n");
-    }
-
-    #[test]
-    fn calls_the_first_tool_with_json_arguments() {
-        let request = json!({"model": "demo", "messages": [{"role": "user", "content": "weather?"}],
-            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]});
-        let answer = Answer::for_request(&request, &Faults::default());
-        let (name, fragments) = answer.tool_call.as_ref().unwrap();
-        assert_eq!(name, "get_weather");
-        let arguments: Value = serde_json::from_str(&fragments.concat()).unwrap();
-        assert_eq!(arguments["location"], "Paris");
+        let gemini = Faults::from_model("gemini-demo.cached-5.cache-write-2.reasoning-3");
         assert_eq!(
-            answer.completion("demo")["choices"][0]["finish_reason"],
-            "tool_calls"
+            (gemini.cached, gemini.cache_write, gemini.reasoning),
+            (5, 2, 3)
         );
     }
 }

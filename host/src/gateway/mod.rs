@@ -1,15 +1,18 @@
 //! The gateway: everything a request needs, built once from the
-//! configuration, and the request phases (see `chat`).
+//! configuration, and the request phases (see `call`).
 
-mod chat;
+mod call;
+mod count_tokens;
+mod inbound;
 mod stream;
 
-pub use chat::chat_completions;
+pub use call::serve_call;
+pub use count_tokens::count_tokens;
+pub use inbound::Inbound;
 
 use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::plugins::{Chain, Runtime};
-use crate::protocol::CANONICAL;
 use crate::routing::ChannelTable;
 use crate::upstream::UpstreamClient;
 use std::sync::Arc;
@@ -37,10 +40,13 @@ impl Gateway {
                 ));
             }
         }
-        if chain.translator(CANONICAL).is_none() {
-            return Err(format!(
-                "[plugins.translators] must name a translator for {CANONICAL:?}"
-            ));
+        for inbound in [Inbound::OpenAiChat, Inbound::AnthropicMessages] {
+            if chain.translator(inbound.protocol()).is_none() {
+                return Err(format!(
+                    "[plugins.translators] must name a translator for {:?}",
+                    inbound.protocol()
+                ));
+            }
         }
         Ok(Gateway {
             keys: KeyStore::new(&config.keys),

@@ -3,7 +3,16 @@
 //! writes), so a slow client slows the upstream instead of filling memory;
 //! a client that leaves drops the stream, which drops the upstream
 //! connection and cancels the call.
+//!
+//! Bytes take one of two roads. A channel that speaks the client's own
+//! (non-canonical) protocol passes its bytes through unchanged while its
+//! translator watches them for usage and a proper end. Otherwise the bytes
+//! are brought to canonical form (unless the channel speaks it), metered by
+//! the canonical relay, and put into the client's protocol (unless the
+//! client speaks canonical).
 
+use crate::plugins::bindings::{Direction, Usage};
+use crate::plugins::{CallError, Translator, TranslatorStream};
 use crate::protocol::relay::{CanonicalRelay, Ending};
 use crate::telemetry::AccessLog;
 use crate::upstream::{UpstreamBody, UpstreamError};
@@ -15,15 +24,174 @@ use std::convert::Infallible;
 
 pub struct RelayStream {
     upstream: UpstreamBody,
-    relay: CanonicalRelay,
+    road: Road,
+    /// The client protocol's translator, when the client does not speak
+    /// canonical: renders a failure as an error event of its protocol.
+    client: Option<Translator>,
     ended: bool,
     log: Option<AccessLog>,
+}
+
+pub enum Road {
+    Passthrough {
+        observer: Option<TranslatorStream>,
+        used: Option<Usage>,
+    },
+    Canonical(Box<CanonicalRoad>),
+}
+
+pub struct CanonicalRoad {
+    /// Channel protocol → canonical, unless the channel speaks it.
+    decoder: Option<TranslatorStream>,
+    relay: CanonicalRelay,
+    /// Canonical → client protocol, unless the client speaks it.
+    encoder: Option<TranslatorStream>,
+    /// The usage the decoder saw the upstream report, in full detail.
+    reported: Option<Usage>,
+}
+
+impl Road {
+    pub async fn passthrough(channel: &Translator) -> Result<Road, CallError> {
+        Ok(Road::Passthrough {
+            observer: Some(channel.open_stream(Direction::Observe).await?),
+            used: None,
+        })
+    }
+
+    /// `channel` is `None` for a canonical channel, `client` for a
+    /// canonical client.
+    pub async fn canonical(
+        channel: Option<&Translator>,
+        client: Option<&Translator>,
+        client_wants_usage: bool,
+    ) -> Result<Road, CallError> {
+        let decoder = match channel {
+            Some(translator) => Some(translator.open_stream(Direction::ToCanonical).await?),
+            None => None,
+        };
+        let encoder = match client {
+            Some(translator) => Some(translator.open_stream(Direction::FromCanonical).await?),
+            None => None,
+        };
+        Ok(Road::Canonical(Box::new(CanonicalRoad {
+            decoder,
+            // A client translator needs the usage chunk to report usage.
+            relay: CanonicalRelay::new(client_wants_usage || encoder.is_some()),
+            encoder,
+            reported: None,
+        })))
+    }
+
+    /// Takes the next upstream bytes; appends what the client should get.
+    async fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> {
+        match self {
+            Road::Passthrough { observer, .. } => {
+                if let Some(observer) = observer {
+                    observer.push(chunk).await?;
+                }
+                out.extend_from_slice(chunk);
+            }
+            Road::Canonical(road) => {
+                let CanonicalRoad {
+                    decoder,
+                    relay,
+                    encoder,
+                    ..
+                } = &mut **road;
+                let decoded;
+                let canonical = match decoder {
+                    Some(decoder) => {
+                        decoded = decoder.push(chunk).await?;
+                        &decoded[..]
+                    }
+                    None => chunk,
+                };
+                encode(relay, encoder, canonical, out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream ended: appends what is left and says how it ended.
+    async fn finish(&mut self, out: &mut Vec<u8>) -> Result<Ending, CallError> {
+        match self {
+            Road::Passthrough { observer, used } => {
+                let Some(observer) = observer.take() else {
+                    return Ok(Ending::Truncated);
+                };
+                let end = observer.finish().await?;
+                out.extend_from_slice(&end.tail);
+                *used = end.used;
+                Ok(if end.complete {
+                    Ending::Done
+                } else {
+                    Ending::Truncated
+                })
+            }
+            Road::Canonical(road) => {
+                let CanonicalRoad {
+                    decoder,
+                    relay,
+                    encoder,
+                    reported,
+                } = &mut **road;
+                if let Some(decoder) = decoder.take() {
+                    let end = decoder.finish().await?;
+                    *reported = end.used;
+                    encode(relay, encoder, &end.tail, out).await?;
+                }
+                let mut canonical = Vec::new();
+                let ending = relay.finish(&mut canonical);
+                match encoder {
+                    Some(encoder) => out.extend(encoder.push(&canonical).await?),
+                    None => out.extend_from_slice(&canonical),
+                }
+                if ending != Ending::Truncated
+                    && let Some(encoder) = encoder.take()
+                {
+                    out.extend(encoder.finish().await?.tail);
+                }
+                Ok(ending)
+            }
+        }
+    }
+
+    /// The usage to meter: what the upstream reported, in the most detail
+    /// any stage saw.
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Road::Passthrough { used, .. } => *used,
+            Road::Canonical(road) => road.reported.or_else(|| road.relay.usage()),
+        }
+    }
+}
+
+/// Runs canonical bytes through the relay and, if the client speaks
+/// another protocol, its encoder.
+async fn encode(
+    relay: &mut CanonicalRelay,
+    encoder: &mut Option<TranslatorStream>,
+    canonical: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CallError> {
+    match encoder {
+        None => relay.push(canonical, out),
+        Some(encoder) => {
+            let mut relayed = Vec::new();
+            relay.push(canonical, &mut relayed);
+            if !relayed.is_empty() {
+                out.extend(encoder.push(&relayed).await?);
+            }
+        }
+    }
+    Ok(())
 }
 
 enum Pulled {
     Output,
     End(Ending),
     Failed(UpstreamError),
+    Fault(CallError),
 }
 
 pub enum FirstOutput {
@@ -31,13 +199,16 @@ pub enum FirstOutput {
     /// The upstream failed before the client saw anything: another channel
     /// may still answer.
     Failed(UpstreamError),
+    /// A translator failed: the request fails, whatever the channel.
+    Fault(CallError),
 }
 
 impl RelayStream {
-    pub fn new(upstream: UpstreamBody, client_wants_usage: bool) -> Self {
+    pub fn new(upstream: UpstreamBody, road: Road, client: Option<Translator>) -> Self {
         RelayStream {
             upstream,
-            relay: CanonicalRelay::new(client_wants_usage),
+            road,
+            client,
             ended: false,
             log: None,
         }
@@ -50,30 +221,32 @@ impl RelayStream {
         let mut out = Vec::new();
         match self.pull(&mut out).await {
             Pulled::Output => FirstOutput::Ready(out.into()),
-            Pulled::End(Ending::Truncated) => FirstOutput::Failed(UpstreamError::Broken(
-                "the upstream closed the stream without an answer".into(),
-            )),
+            Pulled::End(Ending::Truncated | Ending::Failed) => FirstOutput::Failed(
+                UpstreamError::Broken("the upstream closed the stream without an answer".into()),
+            ),
             Pulled::End(Ending::Done | Ending::Finished) => {
                 self.ended = true;
                 FirstOutput::Ready(out.into())
             }
             Pulled::Failed(error) => FirstOutput::Failed(error),
+            Pulled::Fault(fault) => FirstOutput::Fault(fault),
         }
     }
 
-    /// Reads the upstream until the relay has output for the client, or
-    /// the upstream ends or fails.
+    /// Reads the upstream until there is output for the client, or the
+    /// upstream ends or fails.
     async fn pull(&mut self, out: &mut Vec<u8>) -> Pulled {
         loop {
-            match self.upstream.next().await {
-                Ok(Some(chunk)) => {
-                    self.relay.push(&chunk, out);
-                    if !out.is_empty() {
-                        return Pulled::Output;
-                    }
-                }
-                Ok(None) => return Pulled::End(self.relay.finish(out)),
+            let pulled = match self.upstream.next().await {
+                Ok(Some(chunk)) => self.road.feed(&chunk, out).await.map(|()| None),
+                Ok(None) => self.road.finish(out).await.map(|e| Some(Pulled::End(e))),
                 Err(error) => return Pulled::Failed(error),
+            };
+            match pulled {
+                Ok(Some(end)) => return end,
+                Ok(None) if !out.is_empty() => return Pulled::Output,
+                Ok(None) => {}
+                Err(fault) => return Pulled::Fault(fault),
             }
         }
     }
@@ -113,22 +286,62 @@ impl RelayStream {
         match self.pull(&mut out).await {
             Pulled::Output => {}
             Pulled::End(Ending::Done | Ending::Finished) => self.close("complete", None),
+            // The upstream's own error event already told the client.
+            Pulled::End(Ending::Failed) => self.close(
+                "upstream_error",
+                Some("the upstream reported an error mid-stream".into()),
+            ),
             Pulled::End(Ending::Truncated) => {
                 let reason = "the upstream ended the stream before the answer finished";
-                error_event(&mut out, "upstream_disconnected", reason);
+                self.fail("upstream_disconnected", reason, &mut out).await;
                 self.close("upstream_error", Some(reason.into()));
             }
             Pulled::Failed(error) => {
-                self.relay.finish(&mut out);
+                // What the relay held back is lost with the broken stream.
+                let _ = self.road.finish(&mut Vec::new()).await;
                 let (code, outcome) = match error {
                     UpstreamError::Timeout(_) => ("upstream_timeout", "timeout"),
                     _ => ("upstream_disconnected", "upstream_error"),
                 };
-                error_event(&mut out, code, &error.to_string());
+                self.fail(code, &error.to_string(), &mut out).await;
                 self.close(outcome, Some(error.to_string()));
+            }
+            Pulled::Fault(fault) => {
+                let code = format!("{}:{}", fault.failure.code(), fault.plugin.name);
+                self.fail(&code, &fault.to_string(), &mut out).await;
+                self.close("plugin_fault", Some(fault.to_string()));
             }
         }
         (!out.is_empty()).then(|| out.into())
+    }
+
+    /// Ends the client's stream with an error event of its protocol.
+    async fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        let event = error_event(code, message);
+        let open = match &mut self.road {
+            Road::Canonical(road) => road.encoder.take(),
+            Road::Passthrough { .. } => None,
+        };
+        let encoder = match (open, &self.client) {
+            (Some(encoder), _) => Some(encoder),
+            (None, Some(client)) => client.open_stream(Direction::FromCanonical).await.ok(),
+            (None, None) => None,
+        };
+        let Some(mut encoder) = encoder else {
+            out.extend_from_slice(&event);
+            return;
+        };
+        match encoder.push(&event).await {
+            Ok(rendered) => {
+                out.extend(rendered);
+                if let Ok(end) = encoder.finish().await {
+                    out.extend(end.tail);
+                }
+            }
+            // The client's translator is what failed: canonical is all
+            // that is left to say it with.
+            Err(_) => out.extend_from_slice(&event),
+        }
     }
 
     fn close(&mut self, outcome: &'static str, error: Option<String>) {
@@ -136,7 +349,7 @@ impl RelayStream {
         if let Some(mut log) = self.log.take() {
             log.outcome = outcome;
             log.error = error;
-            log.usage = self.relay.usage();
+            log.usage = self.road.usage();
             log.emit();
         }
     }
@@ -150,12 +363,12 @@ impl Drop for RelayStream {
     }
 }
 
-/// An error inside the stream, in the shape OpenAI's SDKs raise from.
-fn error_event(out: &mut Vec<u8>, code: &str, message: &str) {
+/// A canonical error event, in the shape OpenAI's SDKs raise from.
+fn error_event(code: &str, message: &str) -> Vec<u8> {
     let error = serde_json::json!({
         "error": { "message": message, "type": "server_error", "param": null, "code": code }
     });
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(error.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
+    let mut out = Vec::new();
+    sluice_sdk::sse::write_event(&mut out, None, error.to_string().as_bytes());
+    out
 }

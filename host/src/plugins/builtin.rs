@@ -23,14 +23,17 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &[u8]); 4] = [
+const EMBEDDED: [(&str, &[u8]); 6] = [
     embedded!("router"),
     embedded!("risk"),
     embedded!("pricing"),
     embedded!("openai"),
+    embedded!("anthropic"),
+    embedded!("gemini"),
 ];
 
-/// The built-in bundles: `router`, `risk`, `pricing` and `openai`.
+/// The built-in bundles: `router`, `risk`, `pricing` and the translators
+/// `openai`, `anthropic` and `gemini`.
 pub fn bundles() -> Vec<Bundle> {
     EMBEDDED
         .iter()

@@ -246,6 +246,19 @@ impl Plugin<TranslatorPlugin> {
         )
     }
 
+    pub async fn request_passthrough(
+        &self,
+        body: &[u8],
+        model: &str,
+        headers: &[(String, String)],
+    ) -> Result<UpstreamRequest, CallError> {
+        translate!(
+            self,
+            call_request_passthrough(body, model, headers),
+            check_upstream_request
+        )
+    }
+
     pub async fn response_to_canonical(&self, body: &[u8]) -> Result<Vec<u8>, CallError> {
         translate!(self, call_response_to_canonical(body), Ok)
     }
@@ -286,7 +299,7 @@ impl Plugin<TranslatorPlugin> {
         let handle = self.pool.outcome(&instance, result)??;
         Ok(TranslatorStream {
             pool: self.pool.clone(),
-            instance: Ok(instance),
+            instance: Ok(Box::new(instance)),
             handle,
         })
     }
@@ -359,7 +372,8 @@ fn check_upstream_request(request: UpstreamRequest) -> Result<UpstreamRequest, S
 /// broken instance.
 pub struct TranslatorStream {
     pool: Arc<Pool<TranslatorPlugin>>,
-    instance: Result<Instance<TranslatorPlugin>, CallError>,
+    /// Boxed: a stream is moved around with its relay, the store stays put.
+    instance: Result<Box<Instance<TranslatorPlugin>>, CallError>,
     handle: ResourceAny,
 }
 

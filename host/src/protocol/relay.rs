@@ -18,6 +18,8 @@ struct Meter {
     usage: Option<Usage>,
     done: bool,
     finished_choice: bool,
+    /// The upstream sent an error event.
+    failed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum Ending {
     Finished,
     /// Cut off before the answer finished.
     Truncated,
+    /// Ended by the upstream's own error event, passed to the client.
+    Failed,
 }
 
 impl CanonicalRelay {
@@ -40,6 +44,7 @@ impl CanonicalRelay {
                 usage: None,
                 done: false,
                 finished_choice: false,
+                failed: false,
             },
         }
     }
@@ -64,6 +69,8 @@ impl CanonicalRelay {
         let Ok(()) = relayed;
         if self.meter.done {
             Ending::Done
+        } else if self.meter.failed {
+            Ending::Failed
         } else if self.meter.finished_choice {
             out.extend_from_slice(b"data: [DONE]\n\n");
             self.meter.done = true;
@@ -95,6 +102,8 @@ impl Meter {
         }
         if canonical::finishes_a_choice(data) {
             self.finished_choice = true;
+        } else if data.starts_with(b"{\"error\"") {
+            self.failed = true;
         }
         if canonical::may_carry_usage(data)
             && let Ok(Some(usage)) = canonical::usage(data)
@@ -205,6 +214,14 @@ mod tests {
         let (out, ending, _) = relay_in_pieces(no_done, 4, true);
         assert_eq!(ending, Ending::Finished);
         assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn an_upstream_error_event_is_passed_on_and_ends_the_stream_as_failed() {
+        let input = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\n";
+        let (out, ending, _) = relay_in_pieces(input, 5, true);
+        assert_eq!(ending, Ending::Failed);
+        assert!(out.ends_with("data: {\"error\":{\"message\":\"boom\"}}\n\n"));
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "invalid_api_key",
-            "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>` (or `x-api-key: <key>`).",
         )
     }
 

@@ -3,7 +3,7 @@
 pub mod error;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, chat_completions};
+use crate::gateway::{Gateway, Inbound, count_tokens, serve_call};
 use crate::server::error::ApiError;
 use axum::Router;
 use axum::body::Body;
@@ -36,7 +36,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             .map_err(|e| format!("demo upstream: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tokio::spawn(crate::demo::serve(listener));
-        config.channels.push(crate::demo::channel(addr));
+        config.channels.extend(crate::demo::channels(addr));
     }
     let gateway = Arc::new(Gateway::new(&config).await?);
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -128,6 +128,8 @@ async fn shutdown_signal() {
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .fallback(unknown)
@@ -142,7 +144,24 @@ async fn chat(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    chat_completions(gateway, id, headers, body).await
+    serve_call(gateway, Inbound::OpenAiChat, id, headers, body).await
+}
+
+async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(RequestId(id)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve_call(gateway, Inbound::AnthropicMessages, id, headers, body).await
+}
+
+async fn count_message_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count_tokens(gateway, headers, body).await
 }
 
 /// The models the caller's key may use, in OpenAI's list shape.

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct AccessLog {
     pub request_id: String,
+    /// The client's protocol.
+    protocol: &'static str,
     started: Instant,
     pub caller: Option<Caller>,
     pub model: Option<String>,
@@ -22,9 +24,10 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(request_id: String) -> Self {
+    pub fn new(request_id: String, protocol: &'static str) -> Self {
         AccessLog {
             request_id,
+            protocol,
             started: Instant::now(),
             caller: None,
             model: None,
@@ -57,6 +60,7 @@ impl AccessLog {
         tracing::info!(
             target: "sluice::access",
             request_id = %self.request_id,
+            protocol = self.protocol,
             tenant = caller.map_or("-", |c| c.tenant.as_str()),
             user = caller.map_or("-", |c| c.user.as_str()),
             key = caller.map_or("-", |c| c.key_id.as_str()),
@@ -68,6 +72,8 @@ impl AccessLog {
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
             cached_tokens = usage.cached_tokens,
+            cache_write_tokens = usage.cache_write_tokens,
+            reasoning_tokens = usage.reasoning_tokens,
             usage_reported = self.usage.is_some(),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             ttfb_ms = self.first_byte.map(|d| d.as_secs_f64() * 1000.0),

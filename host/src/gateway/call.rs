@@ -1,0 +1,414 @@
+//! One call, phase by phase, whatever the client's protocol: authenticate,
+//! read the body and bring it to canonical form, check it, risk, route, then
+//! try the chosen channels in order until one answers, and relay that
+//! answer in the client's protocol.
+
+use super::Gateway;
+use super::inbound::Inbound;
+use super::stream::{FirstOutput, RelayStream, Road};
+use crate::auth::ApiKey;
+use crate::plugins::Translator;
+use crate::plugins::bindings::{Envelope, ErrorResponse, Usage, Verdict};
+use crate::protocol::CANONICAL;
+use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
+use crate::routing::Channel;
+use crate::server::error::{ApiError, UpstreamFailure};
+use crate::telemetry::AccessLog;
+use crate::upstream::UpstreamBody;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest upstream error body read (to explain a refusal); the rest is
+/// dropped with the connection.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+/// Largest non-stream answer accepted from an upstream.
+const RESPONSE_LIMIT: usize = 256 << 20;
+
+pub async fn serve_call(
+    gateway: Arc<Gateway>,
+    inbound: Inbound,
+    request_id: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut log = AccessLog::new(request_id, inbound.protocol());
+    match serve(&gateway, inbound, &mut log, &headers, body).await {
+        Ok(Reply::Complete(response)) => {
+            log.status = response.status().as_u16();
+            if !response.status().is_success() {
+                log.outcome = "refused";
+            }
+            log.emit();
+            response
+        }
+        Ok(Reply::Streaming(response)) => response,
+        Err(error) => {
+            log.status = error.status.as_u16();
+            log.outcome = "refused";
+            log.error = Some(error.message.clone());
+            log.emit();
+            inbound.error_response(&gateway, error).await
+        }
+    }
+}
+
+enum Reply {
+    Complete(Response),
+    /// The stream writes the access line itself when it ends.
+    Streaming(Response),
+}
+
+/// The client's request, read and brought to canonical form.
+struct Call<'a> {
+    inbound: Inbound,
+    /// The body as the client sent it, for a channel of its own protocol.
+    original: Bytes,
+    headers: &'a HeaderMap,
+    chat: ChatRequest,
+    /// The body for channels: canonical, asking for usage.
+    canonical: Bytes,
+}
+
+async fn serve(
+    gateway: &Arc<Gateway>,
+    inbound: Inbound,
+    log: &mut AccessLog,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Reply, ApiError> {
+    let key = gateway.keys.authenticate(headers)?;
+    log.caller = Some(key.caller.clone());
+    let original = read_limited(body, headers, gateway.max_body_bytes).await?;
+    let chat =
+        parse_chat(to_canonical(gateway, inbound, &original).await?).map_err(ApiError::invalid)?;
+    log.model = Some(chat.model.clone());
+    log.stream = chat.stream;
+    if !key.may_use(&chat.model) {
+        return Err(ApiError::model_not_found(&chat.model));
+    }
+    let channels = gateway.channels.candidates(&chat.model);
+    if channels.is_empty() {
+        return Err(ApiError::model_not_found(&chat.model));
+    }
+    let mut envelope = envelope(&chat, &key, inbound);
+
+    let text = Arc::new(MessageText(chat.body.clone()));
+    match gateway.chain.risk.check(&envelope, &key.caller, text).await {
+        Ok(Verdict::Allow(tags)) => envelope.tags.extend(tags),
+        Ok(Verdict::Deny(denial)) => return Err(ApiError::denied(denial)),
+        Err(fault) => return Err(ApiError::plugin(&fault)),
+    }
+
+    let candidates: Vec<_> = channels.iter().map(|c| c.candidate()).collect();
+    let order = gateway
+        .chain
+        .router
+        .route(&envelope, &key.caller, &candidates)
+        .await
+        .map_err(|fault| ApiError::plugin(&fault))?;
+    if order.is_empty() {
+        return Err(ApiError::no_channel(&chat.model));
+    }
+
+    let call = Call {
+        inbound,
+        original,
+        headers,
+        canonical: chat.canonical_body(),
+        chat,
+    };
+    let mut last_failure = None;
+    for index in order {
+        let channel = &channels[index];
+        log.channel = Some(channel.name.clone());
+        match attempt(gateway, log, channel, &call).await? {
+            Attempt::Answered(reply) => return Ok(reply),
+            Attempt::Failed(failure) => {
+                tracing::warn!(request_id = %log.request_id, channel = %channel.name, ?failure, "channel failed; trying the next");
+                last_failure = Some(failure);
+            }
+        }
+    }
+    Err(ApiError::upstream(
+        last_failure.expect("at least one channel was tried"),
+    ))
+}
+
+/// The client's body in canonical form.
+pub(super) async fn to_canonical(
+    gateway: &Gateway,
+    inbound: Inbound,
+    original: &Bytes,
+) -> Result<Bytes, ApiError> {
+    if inbound.is_canonical() {
+        return Ok(original.clone());
+    }
+    let translator = gateway
+        .chain
+        .translator(inbound.protocol())
+        .expect("Gateway::new checked every inbound protocol has a translator");
+    translator
+        .request_to_canonical(original)
+        .await
+        .map(Bytes::from)
+        .map_err(|fault| ApiError::plugin(&fault))
+}
+
+enum Attempt {
+    Answered(Reply),
+    /// A failure worth trying another channel for.
+    Failed(UpstreamFailure),
+}
+
+/// How the answer of one channel reaches the client.
+struct Route<'a> {
+    channel: &'a Translator,
+    /// The client's translator, unless the client speaks canonical.
+    client: Option<&'a Translator>,
+    /// The channel speaks the client's own non-canonical protocol: the
+    /// request and answer pass through but for model and credentials.
+    passthrough: bool,
+    channel_is_canonical: bool,
+}
+
+/// One channel: build its request, send it, and relay the answer, or say
+/// why the next channel should be tried. A client error (e.g. 400) is final.
+async fn attempt(
+    gateway: &Arc<Gateway>,
+    log: &mut AccessLog,
+    channel: &Arc<Channel>,
+    call: &Call<'_>,
+) -> Result<Attempt, ApiError> {
+    let plugin = |fault| ApiError::plugin(&fault);
+    let translator = |protocol: &str| {
+        gateway
+            .chain
+            .translator(protocol)
+            .expect("Gateway::new checked every protocol has a translator")
+    };
+    let route = Route {
+        channel: translator(&channel.protocol),
+        client: (!call.inbound.is_canonical()).then(|| translator(call.inbound.protocol())),
+        passthrough: !call.inbound.is_canonical() && channel.protocol == call.inbound.protocol(),
+        channel_is_canonical: channel.protocol == CANONICAL,
+    };
+    let model = channel.upstream_model(&call.chat.model);
+    let request = if route.passthrough {
+        route
+            .channel
+            .request_passthrough(&call.original, model, &forwardable(call.headers))
+            .await
+    } else {
+        route
+            .channel
+            .request_from_canonical(&call.canonical, model)
+            .await
+    }
+    .map_err(plugin)?;
+    let response = match gateway
+        .upstream
+        .send(channel, request, call.chat.stream, &log.request_id)
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
+    };
+    let status = response.status();
+    let idle = gateway.upstream.idle_timeout();
+    if !status.is_success() {
+        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+        let body = UpstreamBody::new(response.into_body(), idle)
+            .read_all(ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let (canonical_status, canonical_body) = if route.channel_is_canonical {
+            (status, body.to_vec())
+        } else {
+            let error = ErrorResponse {
+                status: status.as_u16(),
+                body: body.to_vec(),
+            };
+            let translated = route
+                .channel
+                .error_to_canonical(&error)
+                .await
+                .map_err(plugin)?;
+            let translated_status = StatusCode::from_u16(translated.status).unwrap_or(status);
+            (translated_status, translated.body)
+        };
+        if failover_worthy(status) || failover_worthy(canonical_status) {
+            return Ok(Attempt::Failed(UpstreamFailure::Status {
+                status: canonical_status,
+                retry_after,
+            }));
+        }
+        if route.passthrough {
+            return Ok(Attempt::Answered(Reply::Complete(json_response(
+                status, body,
+            ))));
+        }
+        return Err(ApiError::upstream_rejected(
+            canonical_status,
+            &canonical_body,
+        ));
+    }
+
+    if call.chat.stream {
+        let road = if route.passthrough {
+            Road::passthrough(route.channel).await
+        } else {
+            Road::canonical(
+                (!route.channel_is_canonical).then_some(route.channel),
+                route.client,
+                call.chat.include_usage,
+            )
+            .await
+        }
+        .map_err(plugin)?;
+        let body = UpstreamBody::new(response.into_body(), idle);
+        let mut stream = RelayStream::new(body, road, route.client.cloned());
+        return match stream.first_output().await {
+            FirstOutput::Failed(error) => Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
+            FirstOutput::Fault(fault) => Err(plugin(fault)),
+            FirstOutput::Ready(first) => {
+                log.first_byte();
+                let log = std::mem::replace(log, AccessLog::new(String::new(), ""));
+                Ok(Attempt::Answered(Reply::Streaming(
+                    stream.into_response(first, log),
+                )))
+            }
+        };
+    }
+
+    let body = match UpstreamBody::new(response.into_body(), idle)
+        .read_all(RESPONSE_LIMIT)
+        .await
+    {
+        Ok(body) => body,
+        Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
+    };
+    let (answer, usage) = answer(&route, body).await.map_err(plugin)?;
+    log.usage = usage;
+    log.first_byte();
+    Ok(Attempt::Answered(Reply::Complete(json_response(
+        StatusCode::OK,
+        answer,
+    ))))
+}
+
+/// A non-stream answer in the client's protocol, and the usage the
+/// upstream reported.
+async fn answer(
+    route: &Route<'_>,
+    body: Bytes,
+) -> Result<(Bytes, Option<Usage>), crate::plugins::CallError> {
+    if route.channel_is_canonical {
+        let usage = sluice_sdk::canonical::usage(&body)
+            .ok()
+            .flatten()
+            .map(Into::into);
+        return Ok(match route.client {
+            None => (body, usage),
+            Some(client) => (client.response_from_canonical(&body).await?.into(), usage),
+        });
+    }
+    let usage = route.channel.response_usage(&body).await?;
+    if route.passthrough {
+        return Ok((body, usage));
+    }
+    let canonical = route.channel.response_to_canonical(&body).await?;
+    Ok(match route.client {
+        None => (canonical.into(), usage),
+        Some(client) => (
+            client.response_from_canonical(&canonical).await?.into(),
+            usage,
+        ),
+    })
+}
+
+fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The client's headers a passthrough translator may forward: never its
+/// credentials, nor headers that describe this hop rather than the request.
+fn forwardable(headers: &HeaderMap) -> Vec<(String, String)> {
+    const WITHHELD: [&str; 10] = [
+        "authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "cookie",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "accept-encoding",
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| !WITHHELD.contains(&name.as_str()))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Failures another channel may not share: the channel's own credential
+/// refused (401, 403), its rate limit, its outage.
+fn failover_worthy(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 401 | 403 | 408 | 409 | 429) || status.is_server_error()
+}
+
+/// Reads the body, refusing it with 413 as soon as it passes `limit`.
+pub(super) async fn read_limited(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(limit))
+        }
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "body_read_failed",
+            format!("The request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn envelope(chat: &ChatRequest, key: &ApiKey, inbound: Inbound) -> Envelope {
+    let received_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    Envelope {
+        model: chat.model.clone(),
+        stream: chat.stream,
+        max_output_tokens: chat.max_output_tokens,
+        estimated_prompt_tokens: chat.estimated_prompt_tokens(),
+        inbound_protocol: inbound.protocol().into(),
+        tags: key.tags.clone(),
+        received_at_ms,
+        seed: fastrand::u64(..),
+    }
+}
