@@ -292,3 +292,12 @@ def test_count_tokens(gateway):
     assert 0 < short.input_tokens < longer.input_tokens
     with pytest.raises(anthropic.NotFoundError):
         claude(gateway).messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("channel", ["anthropic", "gemini"])
+def test_an_openai_stream_from_another_provider_cut_mid_way_raises_in_the_sdk(gateway, channel):
+    with pytest.raises(openai.APIError):
+        for _ in gpt(gateway).chat.completions.create(
+                model=directive(channel, "drop-3"), stream=True,
+                messages=[{"role": "user", "content": QUESTION}]):
+            pass

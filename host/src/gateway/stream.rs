@@ -372,3 +372,129 @@ fn error_event(code: &str, message: &str) -> Vec<u8> {
     sluice_sdk::sse::write_event(&mut out, None, error.to_string().as_bytes());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::{Runtime, RuntimeConfig, builtin};
+
+    fn recorded(path: &str) -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../").to_owned() + path).unwrap()
+    }
+
+    /// The client's bytes and the metered usage, for `input` fed in
+    /// pieces of the given sizes (repeated), through real components.
+    async fn relay(
+        channel: Option<&Translator>,
+        client: Option<&Translator>,
+        passthrough: bool,
+        input: &[u8],
+        sizes: &[usize],
+    ) -> (Vec<u8>, Option<Usage>, Ending) {
+        let mut road = if passthrough {
+            Road::passthrough(channel.unwrap()).await
+        } else {
+            Road::canonical(channel, client, false).await
+        }
+        .unwrap();
+        let mut out = Vec::new();
+        let mut rest = input;
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at((*size).min(rest.len()));
+            road.feed(piece, &mut out).await.unwrap();
+            rest = after;
+        }
+        let ending = road.finish(&mut out).await.unwrap();
+        (out, road.usage(), ending)
+    }
+
+    /// Any chunking of a recorded upstream stream gives the client the same
+    /// bytes and meters the same usage, on every road the gateway takes.
+    #[tokio::test]
+    async fn any_chunking_of_a_recorded_stream_gives_identical_client_output() {
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut translators = std::collections::HashMap::new();
+        for name in ["anthropic", "gemini"] {
+            let bundle = builtin::named(name).unwrap();
+            let loaded: Translator = runtime
+                .load(&bundle)
+                .await
+                .unwrap()
+                .plugin
+                .try_into()
+                .unwrap();
+            translators.insert(name, loaded);
+        }
+        let cases: [(&str, Option<&str>, Option<&str>, bool); 7] = [
+            (
+                "plugins/anthropic/fixtures/stream_to_canonical/parallel_tools.input.sse",
+                Some("anthropic"),
+                None,
+                false,
+            ),
+            (
+                "plugins/anthropic/fixtures/stream_to_canonical/thinking.input.sse",
+                Some("anthropic"),
+                None,
+                false,
+            ),
+            (
+                "plugins/anthropic/fixtures/stream_to_canonical/text.input.sse",
+                Some("anthropic"),
+                Some("anthropic"),
+                true,
+            ),
+            (
+                "plugins/gemini/tests/fixtures/stream_to_canonical/parallel_function_calls.sse",
+                Some("gemini"),
+                Some("anthropic"),
+                false,
+            ),
+            (
+                "plugins/gemini/tests/fixtures/stream_to_canonical/text_running_usage.sse",
+                Some("gemini"),
+                None,
+                false,
+            ),
+            (
+                "plugins/anthropic/fixtures/stream_from_canonical/parallel_tool_calls.input.sse",
+                None,
+                Some("anthropic"),
+                false,
+            ),
+            (
+                "plugins/anthropic/fixtures/stream_from_canonical/text_with_usage.input.sse",
+                None,
+                None,
+                false,
+            ),
+        ];
+        for (path, channel, client, passthrough) in cases {
+            let channel = channel.map(|name| &translators[name]);
+            let client = client.map(|name| &translators[name]);
+            let input = recorded(path);
+            let whole = relay(channel, client, passthrough, &input, &[input.len()]).await;
+            assert!(!whole.0.is_empty(), "{path}");
+            assert!(whole.1.is_some(), "{path}: usage metered");
+            let mut rng = fastrand::Rng::with_seed(7);
+            for round in 0..12 {
+                let sizes: Vec<usize> = (0..64).map(|_| rng.usize(1..=9)).collect();
+                let split = relay(channel, client, passthrough, &input, &sizes).await;
+                assert_eq!(
+                    String::from_utf8_lossy(&split.0),
+                    String::from_utf8_lossy(&whole.0),
+                    "{path}, round {round}"
+                );
+                assert_eq!(
+                    format!("{:?}", split.1),
+                    format!("{:?}", whole.1),
+                    "{path}, round {round}"
+                );
+                assert_eq!(split.2, whole.2, "{path}, round {round}");
+            }
+        }
+    }
+}
