@@ -285,9 +285,11 @@ impl Plugin<TranslatorPlugin> {
         translate!(self, call_error_from_canonical(error), check_error_response)
     }
 
-    /// Starts translating one stream, in a fresh instance of its own.
+    /// Starts translating one stream, in an instance it holds until the
+    /// stream ends: a warm one when one is idle (instantiating and then
+    /// freeing a store per stream cost more than the whole translation).
     pub async fn open_stream(&self, direction: Direction) -> Result<TranslatorStream, CallError> {
-        let mut instance = self.pool.instantiate().await?;
+        let mut instance = self.pool.take().await?;
         self.pool.arm(&mut instance);
         let result = instance
             .bindings
@@ -392,6 +394,9 @@ impl TranslatorStream {
     }
 
     /// Ends the input: what is left to send, and the usage the stream saw.
+    /// A stream that ended cleanly drops its resource and gives the
+    /// instance back for the next one; any other ending discards it (a
+    /// stream dropped half-way has state the next one must not see).
     pub async fn finish(mut self) -> Result<StreamEnd, CallError> {
         let instance = self.instance.as_mut().map_err(|fault| fault.clone())?;
         self.pool.arm(instance);
@@ -401,7 +406,25 @@ impl TranslatorStream {
             .stream_translator()
             .call_finish(&mut instance.store, self.handle)
             .await;
-        self.outcome(result)
+        let end = self.outcome(result)?;
+        let closed = self.closed();
+        if let Ok(mut instance) = std::mem::replace(&mut self.instance, Err(closed)) {
+            self.pool.arm(&mut instance);
+            if self
+                .handle
+                .resource_drop_async(&mut instance.store)
+                .await
+                .is_ok()
+            {
+                self.pool.release(*instance);
+            }
+        }
+        Ok(end)
+    }
+
+    fn closed(&self) -> CallError {
+        self.pool
+            .error(super::Failure::Unavailable("the stream has ended".into()))
     }
 
     fn outcome<R>(

@@ -121,18 +121,23 @@ impl<W: World> Pool<W> {
 
     /// An instance for one call: a warm one when there is one idle.
     pub async fn lease(&self) -> Result<Lease<'_, W>, CallError> {
+        Ok(Lease {
+            pool: self,
+            instance: Some(self.take().await?),
+        })
+    }
+
+    /// A warm instance when there is one idle, else a new one. Give it back
+    /// with [`Pool::release`] only after it ended in a clean state.
+    pub async fn take(&self) -> Result<Instance<W>, CallError> {
         let idle = match self.settings.instances {
             Instances::Warm => self.idle.lock().expect("pool lock").pop(),
             Instances::Fresh => None,
         };
-        let instance = match idle {
-            Some(instance) => instance,
-            None => self.instantiate().await?,
-        };
-        Ok(Lease {
-            pool: self,
-            instance: Some(instance),
-        })
+        match idle {
+            Some(instance) => Ok(instance),
+            None => self.instantiate().await,
+        }
     }
 
     /// Creates one instance and keeps it warm, proving the plugin starts.
@@ -142,7 +147,7 @@ impl<W: World> Pool<W> {
         Ok(())
     }
 
-    fn release(&self, mut instance: Instance<W>) {
+    pub fn release(&self, mut instance: Instance<W>) {
         if self.settings.instances == Instances::Fresh
             || instance.calls >= self.settings.warm_max_calls
             // An instance whose memory grew past half its cap is replaced

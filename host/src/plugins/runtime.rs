@@ -57,7 +57,7 @@ impl Default for RuntimeConfig {
             memory_mib: 64,
             max_memory_mib: 512,
             max_instances: 1_000,
-            warm_idle: 16,
+            warm_idle: 64,
             warm_max_calls: 10_000,
             cache_dir: None,
             tick_ms: 1,
