@@ -298,7 +298,9 @@ fn main() {
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "warn"),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Idle means after start-up's garbage is returned: jemalloc purges
+    // freed memory on a 10 s decay.
+    std::thread::sleep(Duration::from_secs(11));
     let (idle_rss, _) = memory_mib(sluice.pid());
 
     let mut targets = vec![("direct", upstream.url.clone())];
