@@ -448,13 +448,13 @@ mod tests {
                 true,
             ),
             (
-                "plugins/gemini/tests/fixtures/stream_to_canonical/parallel_function_calls.sse",
+                "plugins/gemini/fixtures/stream_to_canonical/parallel_function_calls.input.sse",
                 Some("gemini"),
                 Some("anthropic"),
                 false,
             ),
             (
-                "plugins/gemini/tests/fixtures/stream_to_canonical/text_running_usage.sse",
+                "plugins/gemini/fixtures/stream_to_canonical/text_running_usage.input.sse",
                 Some("gemini"),
                 None,
                 false,

@@ -1,9 +1,9 @@
-//! Tests over recorded documents in `tests/fixtures/<direction>/`: for each
-//! `<case>.<ext>` input, `<case>.expected.<ext>` holds the exact output (and,
+//! Tests over recorded documents in `fixtures/<direction>/`: for each
+//! `<case>.input.<ext>`, `<case>.expected.<ext>` holds the exact output (and,
 //! for streams, `<case>.end.json` the usage and completeness the stream
 //! reported). JSON documents are compared parsed, streams byte for byte.
 //!
-//! `SLUICE_BLESS=1 cargo test` rewrites the expected files from the current
+//! `UPDATE_FIXTURES=1 cargo test` rewrites the expected files from the current
 //! output; review every change by hand against the protocols, not the code.
 
 mod golden;
@@ -25,7 +25,7 @@ struct Case {
 
 fn fixtures(direction: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("fixtures")
         .join(direction)
 }
 
@@ -37,10 +37,7 @@ fn cases(direction: &str) -> Vec<Case> {
         .map(|entry| entry.unwrap().path())
         .filter_map(|path| {
             let file = path.file_name()?.to_str()?.to_string();
-            let (name, ext) = file.split_once('.')?;
-            if ext.contains('.') {
-                return None;
-            }
+            let (name, ext) = file.split_once(".input.")?;
             Some(Case {
                 name: name.to_string(),
                 input: std::fs::read(&path).unwrap(),
@@ -55,7 +52,7 @@ fn cases(direction: &str) -> Vec<Case> {
 }
 
 fn blessing() -> bool {
-    std::env::var_os("SLUICE_BLESS").is_some()
+    std::env::var_os("UPDATE_FIXTURES").is_some()
 }
 
 /// Compares `actual` with the expected file (or rewrites it when blessing).
