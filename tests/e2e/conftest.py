@@ -101,14 +101,14 @@ name = "anthropic-channel"
 protocol = "anthropic-messages"
 base_url = "{demo_url}/v1"
 api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
-models = ["claude-demo*"]
+models = ["claude-demo", "claude-demo/*"]
 
 [[channels]]
 name = "gemini-channel"
 protocol = "gemini"
 base_url = "{demo_url}/v1beta"
 api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
-models = ["gemini-demo*"]
+models = ["gemini-demo", "gemini-demo.*"]
 
 [[keys]]
 key = "{KEY}"

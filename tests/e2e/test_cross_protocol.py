@@ -301,3 +301,9 @@ def test_an_openai_stream_from_another_provider_cut_mid_way_raises_in_the_sdk(ga
                 model=directive(channel, "drop-3"), stream=True,
                 messages=[{"role": "user", "content": QUESTION}]):
             pass
+
+
+def test_anthropic_sdk_lists_the_models_its_key_may_use(gateway):
+    ids = [model.id for model in claude(gateway).models.list()]
+    assert {"demo", "claude-demo", "gemini-demo"} <= set(ids)
+    assert [m.id for m in gpt(gateway).models.list()] == ids

@@ -164,20 +164,40 @@ async fn count_message_tokens(
     count_tokens(gateway, headers, body).await
 }
 
-/// The models the caller's key may use, in OpenAI's list shape.
+/// The models the caller's key may use, in OpenAI's list shape, or in
+/// Anthropic's for a client that sends `anthropic-version` (its SDK's
+/// `models.list()` reads that shape from the same path).
 async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let anthropic = headers.contains_key("anthropic-version");
     let key = match gateway.keys.authenticate(&headers) {
         Ok(key) => key,
+        Err(error) if anthropic => {
+            return Inbound::AnthropicMessages
+                .error_response(&gateway, error.into())
+                .await;
+        }
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let data: Vec<_> = gateway
+    let ids: Vec<_> = gateway
         .channels
         .listed_models()
         .into_iter()
         .filter(|model| key.may_use(model))
-        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "sluice" }))
         .collect();
-    axum::Json(json!({ "object": "list", "data": data })).into_response()
+    let body = if anthropic {
+        let data: Vec<_> = ids
+            .iter()
+            .map(|id| json!({ "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z" }))
+            .collect();
+        json!({ "data": data, "has_more": false, "first_id": ids.first(), "last_id": ids.last() })
+    } else {
+        let data: Vec<_> = ids
+            .iter()
+            .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "sluice" }))
+            .collect();
+        json!({ "object": "list", "data": data })
+    };
+    axum::Json(body).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {
