@@ -68,6 +68,29 @@ impl SseDecoder {
         Ok(())
     }
 
+    /// Feeds bytes and returns what `on_event` wrote for the events they
+    /// complete: the shape of a stream translator's `push`.
+    pub fn translate<E>(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(SseEvent<'_>, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut out = Vec::new();
+        self.push(chunk, |event| on_event(event, &mut out))?;
+        Ok(out)
+    }
+
+    /// Ends the input (see [`SseDecoder::finish`]) and returns what
+    /// `on_event` wrote for a last, unterminated event.
+    pub fn translate_rest<E>(
+        &mut self,
+        mut on_event: impl FnMut(SseEvent<'_>, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut out = Vec::new();
+        self.finish(|event| on_event(event, &mut out))?;
+        Ok(out)
+    }
+
     /// Ends the input. An event cut off before its closing blank line is
     /// still delivered: upstreams that close right after their last `data:`
     /// line are common, and dropping their final event would lose usage.

@@ -258,18 +258,18 @@ fn emit_delta(out: &mut Vec<u8>, block: u32, delta: Value) {
 
 impl StreamTranslator for FromCanonical {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let mut out = Vec::new();
         let state = &mut self.state;
-        let Ok(()) = self
+        let Ok(out) = self
             .decoder
-            .push(chunk, |event| state.event(event, &mut out));
+            .translate(chunk, |event, out| state.event(event, out));
         Ok(out)
     }
 
     fn finish(&mut self) -> Result<StreamEnd, PluginError> {
-        let mut tail = Vec::new();
         let state = &mut self.state;
-        let Ok(()) = self.decoder.finish(|event| state.event(event, &mut tail));
+        let Ok(mut tail) = self
+            .decoder
+            .translate_rest(|event, out| state.event(event, out));
         if !state.ended && !state.failed {
             if state.finish_reason.is_some() {
                 // A lenient server closed without `[DONE]` after finishing.

@@ -294,18 +294,18 @@ impl State {
 
 impl StreamTranslator for ToCanonical {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let mut out = Vec::new();
         let state = &mut self.state;
-        let Ok(()) = self
+        let Ok(out) = self
             .decoder
-            .push(chunk, |event| state.event(event, &mut out));
+            .translate(chunk, |event, out| state.event(event, out));
         Ok(out)
     }
 
     fn finish(&mut self) -> Result<StreamEnd, PluginError> {
-        let mut tail = Vec::new();
         let state = &mut self.state;
-        let Ok(()) = self.decoder.finish(|event| state.event(event, &mut tail));
+        let Ok(tail) = self
+            .decoder
+            .translate_rest(|event, out| state.event(event, out));
         Ok(StreamEnd {
             tail,
             used: self.state.usage.as_ref().map(AnthropicUsage::to_usage),

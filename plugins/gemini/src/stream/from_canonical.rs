@@ -17,6 +17,7 @@ use sluice_sdk::canonical::chat::{ChatChunk, ErrorDetail, ToolCallDelta};
 use sluice_sdk::sse::{SseDecoder, write_event};
 use sluice_sdk::{PluginError, StreamEnd, StreamTranslator, Usage};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 
 #[derive(Default)]
 pub struct FromCanonical {
@@ -26,22 +27,19 @@ pub struct FromCanonical {
 
 impl StreamTranslator for FromCanonical {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let mut out = Vec::new();
         let translation = &mut self.translation;
         self.decoder
-            .push(chunk, |event| translation.event(event.data, &mut out))?;
-        Ok(out)
+            .translate(chunk, |event, out| translation.event(event.data, out))
     }
 
     fn finish(&mut self) -> Result<StreamEnd, PluginError> {
-        let mut out = Vec::new();
         let translation = &mut self.translation;
-        self.decoder.finish(|event| {
+        let Ok(mut out) = self.decoder.translate_rest(|event, out| {
             // An event never closed by a blank line was cut off, maybe
             // inside its JSON: one that does not read goes with the cut.
-            let _ = translation.event(event.data, &mut out);
-            Ok::<(), PluginError>(())
-        })?;
+            let _ = translation.event(event.data, out);
+            Ok::<(), Infallible>(())
+        });
         translation.flush(&mut out);
         Ok(StreamEnd {
             tail: out,

@@ -18,6 +18,7 @@ use sluice_sdk::canonical::chat::{
 use sluice_sdk::sse::{SseDecoder, write_event};
 use sluice_sdk::{PluginError, StreamEnd, StreamTranslator};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 
 #[derive(Default)]
 pub struct ToCanonical {
@@ -27,22 +28,19 @@ pub struct ToCanonical {
 
 impl StreamTranslator for ToCanonical {
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let mut out = Vec::new();
         let translation = &mut self.translation;
         self.decoder
-            .push(chunk, |event| translation.chunk(event.data, &mut out))?;
-        Ok(out)
+            .translate(chunk, |event, out| translation.chunk(event.data, out))
     }
 
     fn finish(&mut self) -> Result<StreamEnd, PluginError> {
-        let mut out = Vec::new();
         let translation = &mut self.translation;
-        self.decoder.finish(|event| {
+        let Ok(mut out) = self.decoder.translate_rest(|event, out| {
             // An event never closed by a blank line was cut off, maybe
             // inside its JSON: one that does not read goes with the cut.
-            let _ = translation.chunk(event.data, &mut out);
-            Ok::<(), PluginError>(())
-        })?;
+            let _ = translation.chunk(event.data, out);
+            Ok::<(), Infallible>(())
+        });
         translation.end(&mut out);
         Ok(translation.tally.end(out))
     }
