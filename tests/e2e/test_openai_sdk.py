@@ -88,7 +88,7 @@ def test_tool_call_arguments_stream_as_valid_json(gateway):
 
 
 def test_models_lists_what_the_key_may_use(gateway):
-    assert sorted(m.id for m in client(gateway).models.list()) == ["demo", "demo-tools"]
+    assert sorted(m.id for m in client(gateway).models.list()) == ["claude-demo", "demo", "demo-tools", "gemini-demo"]
     assert [m.id for m in client(gateway, RESTRICTED_KEY).models.list()] == ["demo"]
 
 
