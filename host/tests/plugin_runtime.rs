@@ -135,6 +135,7 @@ async fn builtin_pricing_charges_integer_units() {
         model_ratio: 2_500_000,
         completion_ratio: 4_000_000,
         cached_ratio: 100_000,
+        cache_write_ratio: 1_000_000,
         group_ratio: 800_000,
         per_call: None,
     };
@@ -162,6 +163,7 @@ async fn example_offpeak_pricing_discounts_by_the_admission_time() {
         model_ratio: 1_000_000,
         completion_ratio: 1_000_000,
         cached_ratio: 1_000_000,
+        cache_write_ratio: 1_000_000,
         group_ratio: 1_000_000,
         per_call: None,
     };

@@ -3,7 +3,8 @@
 //!
 //! Multipliers are fixed-point millionths (`1_000_000` = 1.0). A prompt token
 //! costs `model_ratio` millionths of a unit; a completion token that times
-//! `completion_ratio`; a cached prompt token that times `cached_ratio`; the
+//! `completion_ratio`; a cached prompt token that times `cached_ratio`; a
+//! prompt token written to the cache that times `cache_write_ratio`; the
 //! sum is scaled by `group_ratio` and rounded up to a whole unit, so a call
 //! that used anything never costs zero and the rounding never exceeds one
 //! unit. A table with `per_call` set charges that many units (times
@@ -19,21 +20,27 @@ pub fn charge(usage: &Usage, prices: &PriceTable) -> Result<u64, PluginError> {
     if let Some(per_call) = prices.per_call {
         return scale(u128::from(per_call) * one, prices.group_ratio, one);
     }
-    if usage.cached_tokens > usage.prompt_tokens {
+    let Some(plain) = usage
+        .prompt_tokens
+        .checked_sub(usage.cached_tokens)
+        .and_then(|rest| rest.checked_sub(usage.cache_write_tokens))
+    else {
         return Err(PluginError::new(
             "bad_usage",
             format!(
-                "cached tokens ({}) exceed prompt tokens ({})",
-                usage.cached_tokens, usage.prompt_tokens
+                "cached ({}) and cache-write ({}) tokens exceed prompt tokens ({})",
+                usage.cached_tokens, usage.cache_write_tokens, usage.prompt_tokens
             ),
         ));
-    }
-    let uncached = u128::from(usage.prompt_tokens - usage.cached_tokens) * one;
+    };
+    let uncached = u128::from(plain) * one;
     let cached = u128::from(usage.cached_tokens) * u128::from(prices.cached_ratio);
+    let written = u128::from(usage.cache_write_tokens) * u128::from(prices.cache_write_ratio);
     let completion = u128::from(usage.completion_tokens) * u128::from(prices.completion_ratio);
     // Token weights are in millionths, and so are both ratios applied below.
     let weighted = uncached
         .checked_add(cached)
+        .and_then(|sum| sum.checked_add(written))
         .and_then(|sum| sum.checked_add(completion))
         .ok_or_else(overflow)?;
     let by_model = weighted
@@ -64,6 +71,7 @@ mod tests {
             model_ratio: model,
             completion_ratio: completion,
             cached_ratio: cached,
+            cache_write_ratio: 1_250_000,
             group_ratio: group,
             per_call: None,
         }
@@ -93,6 +101,22 @@ mod tests {
         // (900 + 100*0.1 + 50*4) * 2.5 * 0.8 = (900 + 10 + 200) * 2 = 2220.
         let prices = table(2_500_000, 4_000_000, 100_000, 800_000);
         assert_eq!(charge(&usage(1000, 50, 100), &prices).unwrap(), 2220);
+    }
+
+    #[test]
+    fn cache_writes_cost_their_own_ratio() {
+        // 1000 prompt tokens of which 200 read from and 400 written to the
+        // cache, cached 0.1, writes 1.25: 400 + 20 + 500 = 920.
+        let mut used = usage(1000, 0, 200);
+        used.cache_write_tokens = 400;
+        assert_eq!(charge(&used, &table(ONE, ONE, 100_000, ONE)).unwrap(), 920);
+        used.cache_write_tokens = 801;
+        assert_eq!(
+            charge(&used, &table(ONE, ONE, 100_000, ONE))
+                .unwrap_err()
+                .code,
+            "bad_usage"
+        );
     }
 
     #[test]

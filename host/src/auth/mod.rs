@@ -1,68 +1,117 @@
-//! API keys → callers. Keys are held only as SHA-256 digests, so a key never
-//! sits in memory in clear after start-up and lookups take the same time
-//! whatever the key.
+//! API keys → callers. Keys live in the database as SHA-256 digests; the
+//! gateway resolves them through an in-memory cache that the admin API
+//! clears whenever keys, users, tenants or groups change, so a revoked key
+//! stops working at once.
 
-use crate::config::{KeyConfig, model_matches};
+use crate::config::model_matches;
 use crate::plugins::bindings::Caller;
+use crate::store::Store;
+use crate::store::accounts::KeyGrant;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+/// Most keys (known or unknown) remembered before the cache starts over.
+const CACHE_LIMIT: usize = 100_000;
 
 /// A client key's identity and permissions.
 #[derive(Debug)]
 pub struct ApiKey {
     pub caller: Caller,
+    /// The caller's group's price multiplier, in millionths.
+    pub group_ratio: i64,
     models: Vec<String>,
     pub tags: Vec<String>,
+    expires_at: Option<i64>,
+    inactive: Option<&'static str>,
 }
 
 impl ApiKey {
     pub fn may_use(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|p| model_matches(p, model))
     }
+
+    fn from_grant(grant: KeyGrant) -> Self {
+        ApiKey {
+            caller: Caller {
+                tenant: grant.tenant_id,
+                user: grant.user_id,
+                group: grant.group_id,
+                key_id: grant.key_id,
+            },
+            group_ratio: grant.group_ratio,
+            models: grant.models,
+            tags: grant.tags,
+            expires_at: grant.expires_at,
+            inactive: grant.inactive,
+        }
+    }
 }
 
 pub struct KeyStore {
-    by_digest: HashMap<[u8; 32], Arc<ApiKey>>,
+    store: Store,
+    /// Digest → the key, or `None` for a digest no key has.
+    cache: RwLock<HashMap<[u8; 32], Option<Arc<ApiKey>>>>,
 }
 
 impl KeyStore {
-    pub fn new(keys: &[KeyConfig]) -> Self {
-        let by_digest = keys
-            .iter()
-            .map(|key| {
-                let digest = Sha256::digest(key.key.as_bytes()).into();
-                let api_key = ApiKey {
-                    caller: Caller {
-                        tenant: key.tenant.clone(),
-                        user: key.user.clone(),
-                        group: key.group.clone(),
-                        // A short, stable, non-secret id: the digest's prefix.
-                        key_id: crate::plugins::hex(&Sha256::digest(key.key.as_bytes())[..6]),
-                    },
-                    models: key.models.clone(),
-                    tags: key.tags.clone(),
-                };
-                (digest, Arc::new(api_key))
-            })
-            .collect();
-        KeyStore { by_digest }
+    pub fn new(store: Store) -> Self {
+        KeyStore {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets every cached key: the next use of each reads the database.
+    pub fn invalidate(&self) {
+        self.cache.write().expect("key cache lock").clear();
     }
 
     /// The key an `Authorization: Bearer …` header names, or else an
-    /// `x-api-key` header (Anthropic's SDKs send either).
-    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Arc<ApiKey>, AuthError> {
+    /// `x-api-key` header (Anthropic's SDKs send either), if it may be used
+    /// now.
+    pub async fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<ApiKey>, AuthError> {
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let key = header(axum::http::header::AUTHORIZATION.as_str())
             .and_then(bearer)
             .or_else(|| header("x-api-key").map(str::trim).filter(|k| !k.is_empty()))
             .ok_or(AuthError::Missing)?;
-        self.find(key).ok_or(AuthError::Unknown)
+        let key = self.find(key).await?.ok_or(AuthError::Unknown)?;
+        if let Some(what) = key.inactive {
+            return Err(AuthError::Inactive(what));
+        }
+        if key
+            .expires_at
+            .is_some_and(|at| at <= crate::store::now_ms())
+        {
+            return Err(AuthError::Expired);
+        }
+        Ok(key)
     }
 
-    pub fn find(&self, key: &str) -> Option<Arc<ApiKey>> {
+    async fn find(&self, key: &str) -> Result<Option<Arc<ApiKey>>, AuthError> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        self.by_digest.get(&digest).cloned()
+        if let Some(known) = self.cache.read().expect("key cache lock").get(&digest) {
+            return Ok(known.clone());
+        }
+        let grant = self
+            .store
+            .grant(&crate::plugins::hex(&digest))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "looking up an API key failed");
+                AuthError::Unavailable
+            })?;
+        let found = grant.map(|grant| Arc::new(ApiKey::from_grant(grant)));
+        let mut cache = self.cache.write().expect("key cache lock");
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(digest, found.clone());
+        Ok(found)
     }
 }
 
@@ -70,6 +119,11 @@ impl KeyStore {
 pub enum AuthError {
     Missing,
     Unknown,
+    /// The key, its user or its tenant is disabled.
+    Inactive(&'static str),
+    Expired,
+    /// The database could not be asked.
+    Unavailable,
 }
 
 /// The key in an `Authorization: Bearer …` header value.
@@ -84,28 +138,6 @@ pub fn bearer(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> KeyStore {
-        KeyStore::new(&[KeyConfig {
-            key: "sk-test-123456".into(),
-            tenant: "acme".into(),
-            user: "alice".into(),
-            group: "default".into(),
-            models: vec!["gpt-4o*".into()],
-            tags: vec!["batch".into()],
-        }])
-    }
-
-    #[test]
-    fn finds_keys_by_value_and_checks_models() {
-        let key = store().find("sk-test-123456").unwrap();
-        assert_eq!(key.caller.user, "alice");
-        assert_eq!(key.caller.key_id.len(), 12);
-        assert!(!key.caller.key_id.contains("sk-"));
-        assert!(key.may_use("gpt-4o-mini"));
-        assert!(!key.may_use("claude"));
-        assert!(store().find("sk-test-wrong").is_none());
-    }
 
     #[test]
     fn parses_bearer_headers() {

@@ -22,6 +22,19 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// Price tables seeded into the database at start.
+    #[serde(default)]
+    pub prices: Vec<crate::store::prices::Price>,
+    /// Group name → price multiplier, seeded at start (`default` is 1.0
+    /// unless given).
+    #[serde(default)]
+    pub groups: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub billing: BillingConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
     #[serde(default)]
@@ -118,6 +131,60 @@ pub struct KeyConfig {
     /// Tags added to every request made with this key.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The balance a user created by this seed starts with, in quota units.
+    #[serde(default)]
+    pub quota: i64,
+    /// The most this key may spend, in quota units.
+    #[serde(default)]
+    pub quota_cap: Option<i64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (created on first start) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://sluice.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Off, calls are neither held nor charged nor logged in the database.
+    pub enabled: bool,
+    /// This process's name in the ledger: a restart under the same name
+    /// settles what the previous run left open. Defaults to the host name
+    /// and listening port.
+    pub instance: Option<String>,
+    /// Output tokens held at admission for a request without its own cap.
+    pub completion_reserve_tokens: u32,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            enabled: true,
+            instance: None,
+            completion_reserve_tokens: 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The environment variable holding the admin API's bearer token. With
+    /// none set, `/admin` answers 404.
+    pub token_env: Option<String>,
 }
 
 fn default_tenant() -> String {
@@ -135,6 +202,7 @@ pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
     pub risk: String,
     pub router: String,
+    pub pricing: String,
     /// Inbound or channel protocol → the translator bundle for it. Entries
     /// replace or add to the built-in ones, which stay for the rest.
     #[serde(deserialize_with = "over_builtin_translators")]
@@ -150,6 +218,7 @@ impl Default for PluginsConfig {
             dir: None,
             risk: "risk".into(),
             router: "router".into(),
+            pricing: "pricing".into(),
             translators: builtin_translators(),
             config: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
@@ -203,6 +272,14 @@ enabled = true
 [[keys]]
 key = "sk-sluice-demo"
 user = "demo"
+quota = 100000000
+
+[[prices]]
+model = "*"
+model_ratio = 1.0
+completion_ratio = 2.0
+cached_ratio = 0.1
+cache_write_ratio = 1.25
 "#;
 
 impl Config {

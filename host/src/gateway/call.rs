@@ -4,9 +4,11 @@
 //! answer in the client's protocol.
 
 use super::Gateway;
+use super::book::CallBook;
 use super::inbound::Inbound;
 use super::stream::{FirstOutput, RelayStream, Road};
 use crate::auth::ApiKey;
+use crate::billing::Delivered;
 use crate::plugins::Translator;
 use crate::plugins::bindings::{Envelope, ErrorResponse, Usage, Verdict};
 use crate::protocol::CANONICAL;
@@ -36,30 +38,30 @@ pub async fn serve_call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut log = AccessLog::new(request_id, inbound.protocol());
-    match serve(&gateway, inbound, &mut log, &headers, body).await {
-        Ok(Reply::Complete(response)) => {
-            log.status = response.status().as_u16();
+    let mut book = CallBook::new(AccessLog::new(request_id, inbound.protocol()));
+    match serve(&gateway, inbound, &mut book, &headers, body).await {
+        Ok(Reply::Complete(response, delivered)) => {
+            book.log.status = response.status().as_u16();
             if !response.status().is_success() {
-                log.outcome = "refused";
+                book.log.outcome = "refused";
             }
-            log.emit();
+            book.close(delivered);
             response
         }
         Ok(Reply::Streaming(response)) => response,
         Err(error) => {
-            log.status = error.status.as_u16();
-            log.outcome = "refused";
-            log.error = Some(error.message.clone());
-            log.emit();
+            book.log.status = error.status.as_u16();
+            book.log.outcome = "refused";
+            book.log.error = Some(error.message.clone());
+            book.close(Delivered::default());
             inbound.error_response(&gateway, error).await
         }
     }
 }
 
 enum Reply {
-    Complete(Response),
-    /// The stream writes the access line itself when it ends.
+    Complete(Response, Delivered),
+    /// The stream closes the call's book itself when it ends.
     Streaming(Response),
 }
 
@@ -77,11 +79,12 @@ struct Call<'a> {
 async fn serve(
     gateway: &Arc<Gateway>,
     inbound: Inbound,
-    log: &mut AccessLog,
+    book: &mut CallBook,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    let key = gateway.keys.authenticate(headers)?;
+    let log = &mut book.log;
+    let key = gateway.keys.authenticate(headers).await?;
     log.caller = Some(key.caller.clone());
     let original = read_limited(body, headers, gateway.max_body_bytes).await?;
     let chat =
@@ -91,7 +94,7 @@ async fn serve(
     if !key.may_use(&chat.model) {
         return Err(ApiError::model_not_found(&chat.model));
     }
-    let channels = gateway.channels.candidates(&chat.model);
+    let channels = gateway.channels.load().candidates(&chat.model);
     if channels.is_empty() {
         return Err(ApiError::model_not_found(&chat.model));
     }
@@ -102,6 +105,23 @@ async fn serve(
         Ok(Verdict::Allow(tags)) => envelope.tags.extend(tags),
         Ok(Verdict::Deny(denial)) => return Err(ApiError::denied(denial)),
         Err(fault) => return Err(ApiError::plugin(&fault)),
+    }
+
+    let canonical = chat.canonical_body();
+    if let Some(billing) = &gateway.billing {
+        book.ticket = Some(
+            billing
+                .admit(
+                    &gateway.chain.pricing,
+                    &book.log.request_id,
+                    &key.caller,
+                    key.group_ratio,
+                    &envelope,
+                    inbound.protocol(),
+                    canonical.clone(),
+                )
+                .await?,
+        );
     }
 
     let candidates: Vec<_> = channels.iter().map(|c| c.candidate()).collect();
@@ -119,17 +139,17 @@ async fn serve(
         inbound,
         original,
         headers,
-        canonical: chat.canonical_body(),
+        canonical,
         chat,
     };
     let mut last_failure = None;
     for index in order {
         let channel = &channels[index];
-        log.channel = Some(channel.name.clone());
-        match attempt(gateway, log, channel, &call).await? {
+        book.log.channel = Some(channel.name.clone());
+        match attempt(gateway, book, channel, &call).await? {
             Attempt::Answered(reply) => return Ok(reply),
             Attempt::Failed(failure) => {
-                tracing::warn!(request_id = %log.request_id, channel = %channel.name, ?failure, "channel failed; trying the next");
+                tracing::warn!(request_id = %book.log.request_id, channel = %channel.name, ?failure, "channel failed; trying the next");
                 last_failure = Some(failure);
             }
         }
@@ -180,10 +200,12 @@ struct Route<'a> {
 /// why the next channel should be tried. A client error (e.g. 400) is final.
 async fn attempt(
     gateway: &Arc<Gateway>,
-    log: &mut AccessLog,
+    book: &mut CallBook,
     channel: &Arc<Channel>,
     call: &Call<'_>,
 ) -> Result<Attempt, ApiError> {
+    let billed = book.ticket.is_some();
+    let log = &mut book.log;
     let plugin = |fault| ApiError::plugin(&fault);
     let translator = |protocol: &str| {
         gateway
@@ -248,9 +270,10 @@ async fn attempt(
             }));
         }
         if route.passthrough {
-            return Ok(Attempt::Answered(Reply::Complete(json_response(
-                status, body,
-            ))));
+            return Ok(Attempt::Answered(Reply::Complete(
+                json_response(status, body),
+                Delivered::default(),
+            )));
         }
         return Err(ApiError::upstream_rejected(
             canonical_status,
@@ -266,6 +289,7 @@ async fn attempt(
                 (!route.channel_is_canonical).then_some(route.channel),
                 route.client,
                 call.chat.include_usage,
+                billed,
             )
             .await
         }
@@ -277,9 +301,9 @@ async fn attempt(
             FirstOutput::Fault(fault) => Err(plugin(fault)),
             FirstOutput::Ready(first) => {
                 log.first_byte();
-                let log = std::mem::replace(log, AccessLog::new(String::new(), ""));
+                let book = std::mem::replace(book, CallBook::new(AccessLog::new(String::new(), "")));
                 Ok(Attempt::Answered(Reply::Streaming(
-                    stream.into_response(first, log),
+                    stream.into_response(first, book),
                 )))
             }
         };
@@ -292,42 +316,52 @@ async fn attempt(
         Ok(body) => body,
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };
-    let (answer, usage) = answer(&route, body).await.map_err(plugin)?;
-    log.usage = usage;
+    let answer = answer(&route, body).await.map_err(plugin)?;
+    log.usage = answer.usage;
     log.first_byte();
-    Ok(Attempt::Answered(Reply::Complete(json_response(
-        StatusCode::OK,
-        answer,
-    ))))
+    // Text is counted only where the upstream reported no usage to charge.
+    let text = match (&answer.canonical, answer.usage) {
+        (Some(canonical), None) if billed => crate::billing::completion_text(canonical),
+        _ => String::new(),
+    };
+    Ok(Attempt::Answered(Reply::Complete(
+        json_response(StatusCode::OK, answer.body),
+        Delivered { output: true, text },
+    )))
 }
 
-/// A non-stream answer in the client's protocol, and the usage the
-/// upstream reported.
-async fn answer(
-    route: &Route<'_>,
+/// A non-stream answer in the client's protocol.
+struct Answer {
     body: Bytes,
-) -> Result<(Bytes, Option<Usage>), crate::plugins::CallError> {
-    if route.channel_is_canonical {
-        let usage = sluice_sdk::canonical::usage(&body)
-            .ok()
-            .flatten()
-            .map(Into::into);
-        return Ok(match route.client {
-            None => (body, usage),
-            Some(client) => (client.response_from_canonical(&body).await?.into(), usage),
-        });
-    }
-    let usage = route.channel.response_usage(&body).await?;
-    if route.passthrough {
-        return Ok((body, usage));
-    }
-    let canonical = route.channel.response_to_canonical(&body).await?;
-    Ok(match route.client {
-        None => (canonical.into(), usage),
-        Some(client) => (
-            client.response_from_canonical(&canonical).await?.into(),
-            usage,
-        ),
+    /// What the upstream reported.
+    usage: Option<Usage>,
+    /// The answer in canonical form, unless it passed through.
+    canonical: Option<Bytes>,
+}
+
+async fn answer(route: &Route<'_>, body: Bytes) -> Result<Answer, crate::plugins::CallError> {
+    let (canonical, usage) = if route.channel_is_canonical {
+        let usage = sluice_sdk::canonical::usage(&body).ok().flatten().map(Into::into);
+        (body, usage)
+    } else {
+        let usage = route.channel.response_usage(&body).await?;
+        if route.passthrough {
+            return Ok(Answer {
+                body,
+                usage,
+                canonical: None,
+            });
+        }
+        (Bytes::from(route.channel.response_to_canonical(&body).await?), usage)
+    };
+    let body = match route.client {
+        None => canonical.clone(),
+        Some(client) => client.response_from_canonical(&canonical).await?.into(),
+    };
+    Ok(Answer {
+        body,
+        usage,
+        canonical: Some(canonical),
     })
 }
 

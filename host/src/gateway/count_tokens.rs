@@ -25,7 +25,7 @@ pub async fn count_tokens(gateway: Arc<Gateway>, headers: HeaderMap, body: Body)
 }
 
 async fn count(gateway: &Gateway, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
-    let key = gateway.keys.authenticate(headers)?;
+    let key = gateway.keys.authenticate(headers).await?;
     let original = read_limited(body, headers, gateway.max_body_bytes).await?;
     let mut request: Map<String, Value> = serde_json::from_slice(&original).map_err(|e| {
         ApiError::new(
@@ -40,7 +40,7 @@ async fn count(gateway: &Gateway, headers: &HeaderMap, body: Body) -> Result<u64
     let as_message = serde_json::to_vec(&request).expect("a JSON map serializes");
     let canonical = to_canonical(gateway, Inbound::AnthropicMessages, &as_message.into()).await?;
     let chat = parse_chat(canonical).map_err(ApiError::invalid)?;
-    if !key.may_use(&chat.model) || gateway.channels.candidates(&chat.model).is_empty() {
+    if !key.may_use(&chat.model) || gateway.channels.load().candidates(&chat.model).is_empty() {
         return Err(ApiError::model_not_found(&chat.model));
     }
     let request: ChatRequest = serde_json::from_slice(&chat.body).map_err(|e| {

@@ -11,10 +11,11 @@
 //! the canonical relay, and put into the client's protocol (unless the
 //! client speaks canonical).
 
+use super::book::CallBook;
+use crate::billing::Delivered;
 use crate::plugins::bindings::{Direction, Usage};
 use crate::plugins::{CallError, Translator, TranslatorStream};
 use crate::protocol::relay::{CanonicalRelay, Ending};
-use crate::telemetry::AccessLog;
 use crate::upstream::{UpstreamBody, UpstreamError};
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -29,7 +30,7 @@ pub struct RelayStream {
     /// canonical: renders a failure as an error event of its protocol.
     client: Option<Translator>,
     ended: bool,
-    log: Option<AccessLog>,
+    book: Option<CallBook>,
 }
 
 pub enum Road {
@@ -59,11 +60,13 @@ impl Road {
     }
 
     /// `channel` is `None` for a canonical channel, `client` for a
-    /// canonical client.
+    /// canonical client. `keep_text`: remember the answer text delivered,
+    /// to charge for it should the call end without the upstream's usage.
     pub async fn canonical(
         channel: Option<&Translator>,
         client: Option<&Translator>,
         client_wants_usage: bool,
+        keep_text: bool,
     ) -> Result<Road, CallError> {
         let decoder = match channel {
             Some(translator) => Some(translator.open_stream(Direction::ToCanonical).await?),
@@ -76,7 +79,7 @@ impl Road {
         Ok(Road::Canonical(Box::new(CanonicalRoad {
             decoder,
             // A client translator needs the usage chunk to report usage.
-            relay: CanonicalRelay::new(client_wants_usage || encoder.is_some()),
+            relay: CanonicalRelay::new(client_wants_usage || encoder.is_some(), keep_text),
             encoder,
             reported: None,
         })))
@@ -156,6 +159,23 @@ impl Road {
         }
     }
 
+    /// What reached the client. A passthrough road does not read the
+    /// answer, so it cannot tell text from framing: it reports none, and a
+    /// client that leaves it early is charged only what the upstream itself
+    /// reported (never a prompt for a stream that may have shown nothing).
+    fn delivered(&mut self) -> Delivered {
+        match self {
+            Road::Passthrough { .. } => Delivered::default(),
+            Road::Canonical(road) => {
+                let text = road.relay.take_delivered().unwrap_or_default();
+                Delivered {
+                    output: !text.is_empty(),
+                    text,
+                }
+            }
+        }
+    }
+
     /// The usage to meter: what the upstream reported, in the most detail
     /// any stage saw.
     fn usage(&self) -> Option<Usage> {
@@ -210,7 +230,7 @@ impl RelayStream {
             road,
             client,
             ended: false,
-            log: None,
+            book: None,
         }
     }
 
@@ -252,8 +272,8 @@ impl RelayStream {
     }
 
     /// The client's response: `first`, then the rest as it arrives.
-    pub fn into_response(mut self, first: Bytes, log: AccessLog) -> Response {
-        self.log = Some(log);
+    pub fn into_response(mut self, first: Bytes, book: CallBook) -> Response {
+        self.book = Some(book);
         if self.ended {
             self.close("complete", None);
         }
@@ -346,11 +366,11 @@ impl RelayStream {
 
     fn close(&mut self, outcome: &'static str, error: Option<String>) {
         self.ended = true;
-        if let Some(mut log) = self.log.take() {
-            log.outcome = outcome;
-            log.error = error;
-            log.usage = self.road.usage();
-            log.emit();
+        if let Some(mut book) = self.book.take() {
+            book.log.outcome = outcome;
+            book.log.error = error;
+            book.log.usage = self.road.usage();
+            book.close(self.road.delivered());
         }
     }
 }
@@ -394,7 +414,7 @@ mod tests {
         let mut road = if passthrough {
             Road::passthrough(channel.unwrap()).await
         } else {
-            Road::canonical(channel, client, false).await
+            Road::canonical(channel, client, false, false).await
         }
         .unwrap();
         let mut out = Vec::new();

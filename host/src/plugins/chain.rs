@@ -1,10 +1,10 @@
-//! The plugin chain a request runs through: the risk check, the router, and
-//! a translator per protocol, chosen by name among the built-in bundles and
+//! The plugin chain a request runs through: the risk check, the router,
+//! pricing, and a translator per protocol, chosen by name among the built-in bundles and
 //! those in the configured folder.
 
 use super::builtin;
 use super::bundle::Bundle;
-use super::kinds::{LoadedPlugin, Risk, Router, Translator};
+use super::kinds::{LoadedPlugin, Pricing, Risk, Router, Translator};
 use super::runtime::Runtime;
 use crate::config::PluginsConfig;
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub struct Chain {
     pub risk: Risk,
     pub router: Router,
+    pub pricing: Pricing,
     translators: HashMap<String, Translator>,
 }
 
@@ -38,6 +39,10 @@ impl Chain {
             load(runtime, &bundles, config, &config.router).await?,
             "router",
         )?;
+        let pricing = kind(
+            load(runtime, &bundles, config, &config.pricing).await?,
+            "pricing",
+        )?;
         let mut translators = HashMap::new();
         for (protocol, name) in &config.translators {
             translators.insert(
@@ -48,6 +53,7 @@ impl Chain {
         Ok(Chain {
             risk,
             router,
+            pricing,
             translators,
         })
     }

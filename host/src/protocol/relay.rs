@@ -20,6 +20,8 @@ struct Meter {
     finished_choice: bool,
     /// The upstream sent an error event.
     failed: bool,
+    /// The answer text passed to the client, when asked to keep it.
+    delivered: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,8 @@ pub enum Ending {
 }
 
 impl CanonicalRelay {
-    pub fn new(client_wants_usage: bool) -> Self {
+    /// `keep_text`: remember the answer text passed on (see `delivered`).
+    pub fn new(client_wants_usage: bool, keep_text: bool) -> Self {
         CanonicalRelay {
             decoder: SseDecoder::new(),
             meter: Meter {
@@ -45,6 +48,7 @@ impl CanonicalRelay {
                 done: false,
                 finished_choice: false,
                 failed: false,
+                delivered: keep_text.then(String::new),
             },
         }
     }
@@ -83,6 +87,12 @@ impl CanonicalRelay {
     pub fn usage(&self) -> Option<Usage> {
         self.meter.usage
     }
+
+    /// The answer text (content, reasoning, tool calls) passed on so far,
+    /// if the relay was asked to keep it.
+    pub fn take_delivered(&mut self) -> Option<String> {
+        self.meter.delivered.take()
+    }
 }
 
 enum Never {}
@@ -99,6 +109,9 @@ impl Meter {
         }
         if self.done {
             return;
+        }
+        if let Some(delivered) = &mut self.delivered {
+            crate::tokens::chunk_text(data, delivered);
         }
         if canonical::finishes_a_choice(data) {
             self.finished_choice = true;
@@ -159,7 +172,7 @@ mod tests {
         piece: usize,
         wants_usage: bool,
     ) -> (String, Ending, Option<Usage>) {
-        let mut relay = CanonicalRelay::new(wants_usage);
+        let mut relay = CanonicalRelay::new(wants_usage, true);
         let mut out = Vec::new();
         for chunk in input.as_bytes().chunks(piece) {
             relay.push(chunk, &mut out);
@@ -196,6 +209,15 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
         );
         assert!(usage.is_some());
+    }
+
+    #[test]
+    fn keeps_the_delivered_text_when_asked() {
+        let mut relay = CanonicalRelay::new(false, true);
+        let cut = &STREAM[..STREAM.find("finish_reason\":\"stop").unwrap()];
+        relay.push(cut.as_bytes(), &mut Vec::new());
+        assert_eq!(relay.take_delivered().unwrap(), "caf\u{e9} \u{1F600}");
+        assert!(CanonicalRelay::new(false, false).take_delivered().is_none());
     }
 
     #[test]

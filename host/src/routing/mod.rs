@@ -1,6 +1,7 @@
 //! The channels a request may go to.
 
-use crate::config::{ChannelConfig, model_matches};
+use crate::config::model_matches;
+use crate::store::channels::ChannelSpec;
 use crate::plugins::bindings::ChannelCandidate;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 /// A credential. It prints as `<redacted>`, so no log line or error can
 /// carry it by accident.
-#[derive(Clone)]
+#[derive(Clone, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -70,20 +72,24 @@ pub struct ChannelTable {
 }
 
 impl ChannelTable {
-    /// Builds the table, reading each channel's credential from the
-    /// environment variable its configuration names.
-    pub fn new(configs: &[ChannelConfig]) -> Result<Self, String> {
-        let channels = configs
+    /// Builds the table of the active channels, each with its stored
+    /// credential or the one in the environment variable it names.
+    pub fn new(specs: &[ChannelSpec]) -> Result<Self, String> {
+        let channels = specs
             .iter()
+            .filter(|c| c.status == crate::store::accounts::ACTIVE)
             .map(|c| {
-                let credential = match &c.api_key_env {
-                    Some(variable) => Some(Secret::new(std::env::var(variable).map_err(|_| {
-                        format!(
-                            "channel {:?}: environment variable {variable} is not set",
-                            c.name
-                        )
-                    })?)),
-                    None => None,
+                let credential = match (&c.api_key, &c.api_key_env) {
+                    (Some(secret), _) => Some(secret.clone()),
+                    (None, Some(variable)) => {
+                        Some(Secret::new(std::env::var(variable).map_err(|_| {
+                            format!(
+                                "channel {:?}: environment variable {variable} is not set",
+                                c.name
+                            )
+                        })?))
+                    }
+                    (None, None) => None,
                 };
                 Ok(Arc::new(Channel {
                     name: c.name.clone(),
@@ -125,12 +131,14 @@ impl ChannelTable {
 mod tests {
     use super::*;
 
-    fn config(name: &str, models: &[&str]) -> ChannelConfig {
-        ChannelConfig {
+    fn config(name: &str, models: &[&str]) -> ChannelSpec {
+        ChannelSpec {
             name: name.into(),
             protocol: "openai-chat".into(),
             base_url: "http://127.0.0.1:9/v1/".into(),
+            api_key: None,
             api_key_env: None,
+            status: "active".into(),
             models: models.iter().map(|m| m.to_string()).collect(),
             model_map: BTreeMap::from([("fast".to_string(), "fast-2024".to_string())]),
             weight: 1,
@@ -146,6 +154,9 @@ mod tests {
         assert_eq!(table.candidates("fast").len(), 2);
         assert_eq!(table.candidates("llama-3").len(), 1);
         assert!(table.candidates("other").is_empty());
+        let mut off = config("c", &["other"]);
+        off.status = "disabled".into();
+        assert!(ChannelTable::new(&[off]).unwrap().candidates("other").is_empty());
         assert_eq!(
             table.listed_models().into_iter().collect::<Vec<_>>(),
             vec!["fast"]

@@ -56,6 +56,51 @@ impl ApiError {
         )
     }
 
+    pub fn inactive_key(reason: &str) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            format!("This API key cannot be used: {reason}."),
+        )
+    }
+
+    pub fn insufficient_quota(detail: String) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "insufficient_quota",
+            format!("You exceeded your current quota. {detail}"),
+        )
+    }
+
+    pub fn duplicate_request(request_id: &str) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "duplicate_request_id",
+            format!("A call with x-request-id {request_id:?} was already made; send a new id."),
+        )
+    }
+
+    pub fn model_not_priced(model: &str) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "model_not_priced",
+            format!("The operator has set no price for the model `{model}`."),
+        )
+    }
+
+    pub fn store_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "store_unavailable",
+            "Sluice's database is unavailable; the call was not made. Retry shortly.",
+        )
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         let mut error = ApiError::new(
             StatusCode::NOT_FOUND,
@@ -256,6 +301,9 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::Missing => ApiError::missing_key(),
             AuthError::Unknown => ApiError::invalid_key(),
+            AuthError::Inactive(what) => ApiError::inactive_key(&format!("its {what} is disabled")),
+            AuthError::Expired => ApiError::inactive_key("it has expired"),
+            AuthError::Unavailable => ApiError::store_unavailable(),
         }
     }
 }

@@ -38,7 +38,15 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         tokio::spawn(crate::demo::serve(listener));
         config.channels.extend(crate::demo::channels(addr));
     }
-    let gateway = Arc::new(Gateway::new(&config).await?);
+    let instance = config.billing.instance.clone().unwrap_or_else(|| {
+        // Port 0 is a different port every run: no later run can be "this
+        // instance again", so the name is unique instead.
+        match config.listen.port() {
+            0 => crate::store::new_id(&crate::store::ledger::default_instance()),
+            port => format!("{}:{port}", crate::store::ledger::default_instance()),
+        }
+    });
+    let gateway = Arc::new(Gateway::new(&config, instance).await?);
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let listeners = bind_shared(config.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -70,11 +78,16 @@ pub async fn run(mut config: Config) -> Result<(), String> {
                         let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
                             let _ = tcp.set_nodelay(true);
                         });
-                        axum::serve(listener, router(gateway))
+                        axum::serve(listener, router(gateway.clone()))
                             .with_graceful_shutdown(async move {
                                 let _ = stopped.wait_for(|stop| *stop).await;
                             })
-                            .await
+                            .await?;
+                        // Settlements run on this thread's runtime: finish them.
+                        if let Some(billing) = &gateway.billing {
+                            billing.drain().await;
+                        }
+                        Ok::<(), std::io::Error>(())
                     })
                 })
                 .map_err(|e| format!("starting a worker thread: {e}"))
@@ -132,6 +145,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .nest("/admin", crate::admin::router(gateway.clone()))
         .fallback(unknown)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(request_id))
@@ -169,7 +183,7 @@ async fn count_message_tokens(
 /// `models.list()` reads that shape from the same path).
 async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let anthropic = headers.contains_key("anthropic-version");
-    let key = match gateway.keys.authenticate(&headers) {
+    let key = match gateway.keys.authenticate(&headers).await {
         Ok(key) => key,
         Err(error) if anthropic => {
             return Inbound::AnthropicMessages
@@ -180,9 +194,11 @@ async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
     };
     let ids: Vec<_> = gateway
         .channels
+        .load()
         .listed_models()
         .into_iter()
         .filter(|model| key.may_use(model))
+        .map(str::to_string)
         .collect();
     let body = if anthropic {
         let data: Vec<_> = ids

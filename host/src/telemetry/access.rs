@@ -41,6 +41,14 @@ impl AccessLog {
         }
     }
 
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn time_to_first_byte(&self) -> Option<Duration> {
+        self.first_byte
+    }
+
     /// Marks the moment the first byte of the answer left for the client.
     pub fn first_byte(&mut self) {
         if self.first_byte.is_none() {

@@ -2,7 +2,9 @@
 //! `o200k_base` vocabulary is embedded in the binary (no download); other
 //! providers' tokenizers are not public, so their counts are estimates.
 
-use sluice_sdk::canonical::chat::{ChatRequest, Content, Message};
+use serde::Deserialize;
+use sluice_sdk::canonical::chat::{ChatCompletion, ChatRequest, Content, Message};
+use std::borrow::Cow;
 use tiktoken_rs::CoreBPE;
 
 /// What one image is taken to cost: OpenAI's count for a 1024×1024 image at
@@ -49,6 +51,92 @@ fn message(bpe: &CoreBPE, message: &Message) -> u64 {
     tokens
 }
 
+/// The size of an answer's text (see `answer_text`, `chunk_text`).
+pub fn answer_tokens(answer: &str) -> u64 {
+    text(tiktoken_rs::o200k_base_singleton(), answer)
+}
+
+/// The text of a canonical (non-stream) answer that output tokens pay for:
+/// content, reasoning, refusals, tool names and arguments.
+pub fn answer_text(answer: &[u8]) -> String {
+    let mut out = String::new();
+    if let Ok(completion) = serde_json::from_slice::<ChatCompletion>(answer) {
+        for choice in &completion.choices {
+            let message = &choice.message;
+            if let Some(Content::Text(content)) = &message.content {
+                out.push_str(content);
+            }
+            for piece in [&message.reasoning_content, &message.refusal]
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(piece);
+            }
+            for call in message.tool_calls.iter().flatten() {
+                out.push_str(&call.function.name);
+                out.push_str(&call.function.arguments);
+            }
+        }
+    }
+    out
+}
+
+/// Appends the answer text a canonical stream chunk carries to `out`. Reads
+/// only the fields that hold text, borrowing them where JSON allows.
+pub fn chunk_text(chunk: &[u8], out: &mut String) {
+    #[derive(Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow, default)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow, default)]
+        delta: Delta<'a>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Delta<'a> {
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        reasoning_content: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        refusal: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        tool_calls: Vec<Call<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Call<'a> {
+        #[serde(borrow, default)]
+        function: Option<Function<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Function<'a> {
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        arguments: Option<Cow<'a, str>>,
+    }
+    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(chunk) else {
+        return;
+    };
+    for choice in chunk.choices {
+        let Delta {
+            content,
+            reasoning_content,
+            refusal,
+            tool_calls,
+        } = choice.delta;
+        let functions = tool_calls.into_iter().filter_map(|call| call.function);
+        let texts = [content, reasoning_content, refusal]
+            .into_iter()
+            .chain(functions.flat_map(|f| [f.name, f.arguments]));
+        for piece in texts.flatten() {
+            out.push_str(&piece);
+        }
+    }
+}
+
 /// Special-token text in user content counts as ordinary text.
 fn text(bpe: &CoreBPE, text: &str) -> u64 {
     bpe.count_ordinary(text) as u64
@@ -73,6 +161,26 @@ mod tests {
             text(bpe, "<|endoftext|>") > 1,
             "special tokens stay ordinary text"
         );
+    }
+
+    #[test]
+    fn collects_the_text_output_tokens_pay_for() {
+        let mut streamed = String::new();
+        for chunk in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"lo \u00e9"}}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            "not json",
+        ] {
+            chunk_text(chunk.as_bytes(), &mut streamed);
+        }
+        assert_eq!(streamed, "Hello \u{e9}get{\"a\"hmm");
+        let answer = r#"{"id":"x","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}]}"#;
+        assert_eq!(answer_text(answer.as_bytes()), "Hif{}");
+        assert_eq!(answer_tokens(""), 0);
+        assert!(answer_tokens("Hello there") >= 2);
     }
 
     #[test]

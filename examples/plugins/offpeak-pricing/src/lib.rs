@@ -99,6 +99,7 @@ mod tests {
             model_ratio: ONE,
             completion_ratio: ONE,
             cached_ratio: ONE,
+            cache_write_ratio: ONE,
             group_ratio: ONE,
             per_call: None,
         };

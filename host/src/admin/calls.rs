@@ -1,0 +1,49 @@
+//! Call logs and usage statistics.
+
+use super::AdminResult;
+use crate::gateway::Gateway;
+use crate::store::calls::{CallFilter, CallPage, Dimension, UsageLine};
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::IntoParams;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// From 1 (the default).
+    page: Option<i64>,
+    /// 1 to 1000; 50 by default.
+    page_size: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/admin/calls", params(CallFilter, Page), responses((status = 200, body = CallPage)))]
+pub async fn list_calls(
+    State(gateway): State<Arc<Gateway>>,
+    Query(filter): Query<CallFilter>,
+    Query(page): Query<Page>,
+) -> AdminResult<CallPage> {
+    let calls = gateway
+        .store
+        .calls(&filter, page.page.unwrap_or(1), page.page_size.unwrap_or(50))
+        .await?;
+    Ok(Json(calls))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct By {
+    /// `day` (UTC), `model`, `user`, `key`, `channel` or `tenant`.
+    #[param(value_type = String)]
+    by: Dimension,
+}
+
+#[utoipa::path(get, path = "/admin/usage", params(By, CallFilter), responses((status = 200, body = Vec<UsageLine>)))]
+pub async fn usage(
+    State(gateway): State<Arc<Gateway>>,
+    Query(by): Query<By>,
+    Query(filter): Query<CallFilter>,
+) -> AdminResult<Vec<UsageLine>> {
+    Ok(Json(gateway.store.usage(&filter, by.by).await?))
+}

@@ -1,0 +1,306 @@
+//! Charging for calls. At admission a call's cost is estimated (prompt
+//! estimate plus its output cap) and held; when the call ends it is settled
+//! exactly once by request id, at the price of what it really used:
+//!
+//! | how the call ended | charged |
+//! |---|---|
+//! | complete | the usage the upstream reported; if it reported none, Sluice's count of the prompt and the answer (marked `estimated`) |
+//! | client gone | nothing if no output reached the client; otherwise the upstream's usage if it arrived, else the prompt and the output delivered so far, counted by Sluice |
+//! | upstream error, timeout, plugin fault, refused | nothing: the hold is refunded |
+//! | interrupted (the gateway stopped) | nothing: reconciled at the next start |
+//!
+//! Prices come from the pricing plugin, given the model's price table and
+//! the caller's group ratio; should the plugin fault, the built-in ratio
+//! model prices the call instead, so a charge is never lost.
+
+mod estimate;
+
+use crate::plugins::Pricing;
+use crate::plugins::bindings::{Caller, Envelope, PriceTable, Usage};
+use crate::server::error::ApiError;
+use crate::store::calls::CallRecord;
+use crate::store::ledger::{Hold, HoldRefusal};
+use crate::store::prices::{Price, price_for};
+use crate::store::{Store, StoreError};
+use crate::telemetry::AccessLog;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio_util::task::TaskTracker;
+
+pub use estimate::completion_text;
+
+pub struct Billing {
+    store: Store,
+    instance: String,
+    /// Output tokens held for a request that sets no cap of its own.
+    completion_reserve: u32,
+    prices: ArcSwap<Vec<Price>>,
+    /// Settlements under way, so that shutdown can wait for them.
+    settlements: TaskTracker,
+}
+
+/// What the call delivered to its client, for charging a call the client
+/// left early or whose upstream reported no usage.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Whether any part of an answer reached the client.
+    pub output: bool,
+    /// The answer's text as the client got it: content, reasoning, tool
+    /// names and arguments.
+    pub text: String,
+}
+
+/// A call's hold, to be settled when the call ends. Dropped unsettled (the
+/// client left before an answer), it settles the call as `client_gone`
+/// with nothing delivered.
+pub struct Ticket {
+    billing: Arc<Billing>,
+    pricing: Pricing,
+    request_id: String,
+    caller: Caller,
+    envelope: Envelope,
+    prices: PriceTable,
+    /// The canonical request, to count its prompt should the upstream not.
+    canonical: Bytes,
+    protocol: &'static str,
+    settled: bool,
+}
+
+impl Billing {
+    pub async fn new(store: Store, instance: String, completion_reserve: u32) -> Result<Self, StoreError> {
+        let prices = store.prices().await?;
+        Ok(Billing {
+            store,
+            instance,
+            completion_reserve,
+            prices: ArcSwap::from_pointee(prices),
+            settlements: TaskTracker::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Re-reads the price tables (after the admin API changed them).
+    pub async fn reload_prices(&self) -> Result<(), StoreError> {
+        self.prices.store(Arc::new(self.store.prices().await?));
+        Ok(())
+    }
+
+    /// Settles what an earlier run of this instance left open.
+    pub async fn reconcile(&self) -> Result<u64, StoreError> {
+        self.store.reconcile(&self.instance).await
+    }
+
+    /// Waits for every settlement under way.
+    pub async fn drain(&self) {
+        self.settlements.close();
+        self.settlements.wait().await;
+    }
+
+    /// Estimates the call's cost and holds it, or refuses the call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admit(
+        self: &Arc<Self>,
+        pricing: &Pricing,
+        request_id: &str,
+        caller: &Caller,
+        group_ratio: i64,
+        envelope: &Envelope,
+        protocol: &'static str,
+        canonical: Bytes,
+    ) -> Result<Ticket, ApiError> {
+        let price = price_for(&self.prices.load(), &envelope.model)
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_priced(&envelope.model))?;
+        let prices = PriceTable {
+            model_ratio: unsigned(price.model_ratio),
+            completion_ratio: unsigned(price.completion_ratio),
+            cached_ratio: unsigned(price.cached_ratio),
+            cache_write_ratio: unsigned(price.cache_write_ratio),
+            group_ratio: unsigned(group_ratio),
+            per_call: price.per_call.map(unsigned),
+        };
+        let estimate = Usage {
+            prompt_tokens: u64::from(envelope.estimated_prompt_tokens),
+            completion_tokens: u64::from(
+                envelope.max_output_tokens.unwrap_or(self.completion_reserve),
+            ),
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+        };
+        let mut ticket = Ticket {
+            billing: self.clone(),
+            pricing: pricing.clone(),
+            request_id: request_id.to_string(),
+            caller: caller.clone(),
+            envelope: envelope.clone(),
+            prices,
+            canonical,
+            protocol,
+            settled: true,
+        };
+        let amount = ticket.price(estimate).await;
+        let hold = Hold {
+            request_id: request_id.to_string(),
+            instance: self.instance.clone(),
+            tenant_id: caller.tenant.clone(),
+            user_id: caller.user.clone(),
+            key_id: caller.key_id.clone(),
+            model: envelope.model.clone(),
+            protocol: protocol.to_string(),
+            stream: envelope.stream,
+            amount: signed(amount),
+        };
+        match self.store.hold(&hold).await {
+            Ok(Ok(())) => {
+                ticket.settled = false;
+                Ok(ticket)
+            }
+            Ok(Err(HoldRefusal::Balance { balance })) => Err(ApiError::insufficient_quota(
+                format!("This call may cost up to {amount} units; the balance is {balance}."),
+            )),
+            Ok(Err(HoldRefusal::KeyCap { cap, used })) => Err(ApiError::insufficient_quota(
+                format!(
+                    "This call may cost up to {amount} units; the key has spent {used} of its {cap}."
+                ),
+            )),
+            Ok(Err(HoldRefusal::Duplicate)) => Err(ApiError::duplicate_request(request_id)),
+            Err(error) => {
+                tracing::error!(%error, request_id, "taking a pre-deduction failed");
+                Err(ApiError::store_unavailable())
+            }
+        }
+    }
+}
+
+impl Ticket {
+    /// Settles the call `log` describes, in the background (the client has
+    /// its answer already); shutdown waits for it.
+    pub fn settle(mut self, log: &AccessLog, delivered: Delivered) {
+        self.settled = true;
+        let record = CallRecord {
+            request_id: self.request_id.clone(),
+            tenant_id: self.caller.tenant.clone(),
+            user_id: self.caller.user.clone(),
+            key_id: self.caller.key_id.clone(),
+            channel: log.channel.clone(),
+            model: self.envelope.model.clone(),
+            protocol: self.protocol.to_string(),
+            stream: self.envelope.stream,
+            status: log.status,
+            ending: log.outcome.to_string(),
+            error: log.error.clone(),
+            latency_ms: millis(log.elapsed()),
+            ttft_ms: log.time_to_first_byte().map(millis),
+            ..CallRecord::default()
+        };
+        let reported = log.usage;
+        let tracker = self.billing.settlements.clone();
+        tracker.spawn(async move { self.settle_now(record, reported, delivered).await });
+    }
+
+    async fn settle_now(self, mut record: CallRecord, reported: Option<Usage>, delivered: Delivered) {
+        let charged_usage = match (record.ending.as_str(), reported) {
+            ("complete", Some(usage)) => Some((usage, "upstream")),
+            ("client_gone", _) if !delivered.output => None,
+            ("client_gone", Some(usage)) => Some((usage, "upstream")),
+            ("complete" | "client_gone", None) => {
+                Some((self.estimate(delivered.text).await, "estimated"))
+            }
+            _ => None,
+        };
+        let shown = charged_usage.map(|(usage, _)| usage).or(reported);
+        if let Some(usage) = shown {
+            record.prompt_tokens = signed(usage.prompt_tokens);
+            record.completion_tokens = signed(usage.completion_tokens);
+            record.cached_tokens = signed(usage.cached_tokens);
+            record.cache_write_tokens = signed(usage.cache_write_tokens);
+            record.reasoning_tokens = signed(usage.reasoning_tokens);
+        }
+        if let Some((usage, source)) = charged_usage {
+            record.usage_source = source.into();
+            record.priced = signed(self.price(usage).await);
+        } else {
+            record.usage_source = if reported.is_some() { "upstream" } else { "none" }.into();
+        }
+        if let Err(error) = self.billing.store.settle(&record).await {
+            // The hold stays open; the next start of this instance settles it.
+            tracing::error!(%error, request_id = %record.request_id, "settling a call failed");
+        }
+    }
+
+    /// Sluice's own count of the call: the canonical prompt, and `text` as
+    /// the answer. Tokenizing is CPU work, done off the async threads.
+    async fn estimate(&self, text: String) -> Usage {
+        let canonical = self.canonical.clone();
+        tokio::task::spawn_blocking(move || estimate::usage(&canonical, &text))
+            .await
+            .unwrap_or(Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+            })
+    }
+
+    /// The charge for `usage`: the pricing plugin's, or the built-in ratio
+    /// model's if the plugin faults.
+    async fn price(&self, usage: Usage) -> u64 {
+        match self
+            .pricing
+            .price(&self.envelope, &self.caller, usage, self.prices)
+            .await
+        {
+            Ok(charge) => charge,
+            Err(fault) => {
+                tracing::warn!(request_id = %self.request_id, %fault, "the pricing plugin failed; priced by the built-in ratio model");
+                estimate::ratio_charge(usage, self.prices)
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let record = CallRecord {
+            request_id: std::mem::take(&mut self.request_id),
+            tenant_id: self.caller.tenant.clone(),
+            user_id: self.caller.user.clone(),
+            key_id: self.caller.key_id.clone(),
+            model: self.envelope.model.clone(),
+            protocol: self.protocol.to_string(),
+            stream: self.envelope.stream,
+            ending: "client_gone".into(),
+            error: Some("the client left before the answer".into()),
+            usage_source: "none".into(),
+            ..CallRecord::default()
+        };
+        let store = self.billing.store.clone();
+        self.billing.settlements.spawn(async move {
+            if let Err(error) = store.settle(&record).await {
+                tracing::error!(%error, request_id = %record.request_id, "settling a call failed");
+            }
+        });
+    }
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
