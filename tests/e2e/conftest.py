@@ -16,6 +16,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 KEY = "sk-e2e-full-access-0001"
 UPSTREAM_SECRET = "sk-upstream-secret-e2e-7f3a9c"
 RESTRICTED_KEY = "sk-e2e-only-demo-0002"
+ADMIN_TOKEN = "admin-e2e-token-5b1d"
+# What the config's `*` price charges: 1 unit per prompt token, 2 per
+# completion token, 0.1 per cached and 1.25 per cache-write prompt token.
+PRICES = """
+[[prices]]
+model = "*"
+model_ratio = 1.0
+completion_ratio = 2.0
+cached_ratio = 0.1
+cache_write_ratio = 1.25
+"""
+POSTGRES = os.environ.get("SLUICE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 
 
 def build():
@@ -114,23 +126,80 @@ models = ["gemini-demo", "gemini-demo.*"]
 key = "{KEY}"
 tenant = "e2e"
 user = "tester"
+quota = 1000000000
 
 [[keys]]
 key = "{RESTRICTED_KEY}"
 tenant = "e2e"
 user = "restricted"
 models = ["demo"]
+quota = 1000000000
 
+[admin]
+token_env = "SLUICE_E2E_ADMIN_TOKEN"
+{PRICES}
 {plugins}
 """
 
 
-def start_gateway(executable, config_text, log_format="text"):
-    directory = tempfile.mkdtemp(prefix="sluice-e2e-")
+def start_gateway(executable, config_text, log_format="text", database_url=None, directory=None):
+    """Starts `sluice serve` on `config_text`, with its own SQLite file in
+    `directory` (a new one unless given) or the database at `database_url`."""
+    directory = directory or tempfile.mkdtemp(prefix="sluice-e2e-")
+    database_url = database_url or f"sqlite://{directory}/sluice.db"
     path = pathlib.Path(directory) / "sluice.toml"
-    path.write_text(config_text)
-    env = {"RUST_LOG": "info", "SLUICE_LOG_FORMAT": log_format, "SLUICE_E2E_UPSTREAM_KEY": UPSTREAM_SECRET}
+    path.write_text(config_text + f'\n[database]\nurl = "{database_url}"\n')
+    env = {
+        "RUST_LOG": "info",
+        "SLUICE_LOG_FORMAT": log_format,
+        "SLUICE_E2E_UPSTREAM_KEY": UPSTREAM_SECRET,
+        "SLUICE_E2E_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
     return Process([executable, "serve", "--config", str(path)], env=env)
+
+
+def postgres_database():
+    """A URL to a fresh schema of the PostgreSQL test database."""
+    schema = f"e2e_{os.getpid()}_{time.monotonic_ns()}"
+    subprocess.run(["psql", POSTGRES, "-qc", f"CREATE SCHEMA {schema}"], check=True)
+    return f"{POSTGRES}?options=-csearch_path%3D{schema}"
+
+
+class Admin:
+    """The admin API of one gateway."""
+
+    def __init__(self, url):
+        self.client = httpx.Client(base_url=f"{url}/admin", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def get(self, path, **params):
+        response = self.client.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def send(self, method, path, body):
+        response = self.client.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def call(self, request_id, wait=10.0):
+        """The call log row of `request_id`, waiting for its settlement."""
+        deadline = time.monotonic() + wait
+        while True:
+            rows = self.get("/calls", request_id=request_id)["data"]
+            if rows or time.monotonic() > deadline:
+                assert rows, f"no call log for {request_id}"
+                return rows[0]
+            time.sleep(0.05)
+
+    def new_key(self, balance, tenant="billing", **key):
+        """A new user with `balance` units and a key of theirs: (user, key)."""
+        if not any(t["id"] == tenant for t in self.get("/tenants")):
+            self.send("POST", "/tenants", {"id": tenant})
+        user = self.send("POST", "/users", {"tenant_id": tenant})
+        if balance:
+            self.send("POST", f"/users/{user['id']}/top-up", {"amount": balance, "reason": "test"})
+        created = self.send("POST", "/keys", {"user_id": user["id"], **key})
+        return user["id"], created
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +258,8 @@ def demo_stats(demo):
     def read():
         return httpx.get(f"{demo.url}/demo/stats").json()
     return read
+
+
+@pytest.fixture(scope="session")
+def admin(gateway):
+    return Admin(gateway.url)

@@ -40,7 +40,12 @@ pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
     Json(new): Json<NewTenant>,
 ) -> AdminResult<Tenant> {
-    Ok(Json(gateway.store.create_tenant(new.id.as_deref(), &new.name).await?))
+    Ok(Json(
+        gateway
+            .store
+            .create_tenant(new.id.as_deref(), &new.name)
+            .await?,
+    ))
 }
 
 #[utoipa::path(patch, path = "/admin/tenants/{id}", request_body = Change, responses((status = 200), (status = 404)))]
@@ -100,7 +105,9 @@ pub async fn list_users(
     State(gateway): State<Arc<Gateway>>,
     Query(filter): Query<TenantFilter>,
 ) -> AdminResult<Vec<User>> {
-    Ok(Json(gateway.store.users(filter.tenant_id.as_deref()).await?))
+    Ok(Json(
+        gateway.store.users(filter.tenant_id.as_deref()).await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -26,7 +26,11 @@ pub async fn list_calls(
 ) -> AdminResult<CallPage> {
     let calls = gateway
         .store
-        .calls(&filter, page.page.unwrap_or(1), page.page_size.unwrap_or(50))
+        .calls(
+            &filter,
+            page.page.unwrap_or(1),
+            page.page_size.unwrap_or(50),
+        )
         .await?;
     Ok(Json(calls))
 }

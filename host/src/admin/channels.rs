@@ -56,7 +56,10 @@ pub async fn update_channel_status(
             "status must be \"active\" or \"disabled\"",
         ));
     }
-    gateway.store.set_channel_status(&name, &change.status).await?;
+    gateway
+        .store
+        .set_channel_status(&name, &change.status)
+        .await?;
     reload(&gateway).await?;
     Ok(Json(()))
 }

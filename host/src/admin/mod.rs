@@ -44,31 +44,49 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "admin_token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
     }
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
     Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/tenants", get(accounts::list_tenants).post(accounts::create_tenant))
+        .route(
+            "/tenants",
+            get(accounts::list_tenants).post(accounts::create_tenant),
+        )
         .route("/tenants/{id}", patch(accounts::update_tenant))
         .route("/groups", get(accounts::list_groups))
         .route("/groups/{id}", put(accounts::put_group))
-        .route("/users", get(accounts::list_users).post(accounts::create_user))
-        .route("/users/{id}", get(accounts::get_user).patch(accounts::update_user))
+        .route(
+            "/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route(
+            "/users/{id}",
+            get(accounts::get_user).patch(accounts::update_user),
+        )
         .route("/users/{id}/top-up", post(accounts::top_up))
         .route("/users/{id}/adjust", post(accounts::adjust))
         .route("/users/{id}/ledger", get(accounts::ledger))
         .route("/keys", get(accounts::list_keys).post(accounts::create_key))
         .route("/keys/{id}", patch(accounts::update_key))
         .route("/channels", get(channels::list_channels))
-        .route("/channels/{name}", put(channels::put_channel).patch(channels::update_channel_status))
+        .route(
+            "/channels/{name}",
+            put(channels::put_channel).patch(channels::update_channel_status),
+        )
         .route("/prices", get(channels::list_prices))
-        .route("/prices/{model}", put(channels::put_price).delete(channels::delete_price))
+        .route(
+            "/prices/{model}",
+            put(channels::put_price).delete(channels::delete_price),
+        )
         .route("/calls", get(calls::list_calls))
         .route("/usage", get(calls::usage))
         .route_layer(middleware::from_fn_with_state(gateway, admin_only))
@@ -76,14 +94,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
 
 /// Lets through requests that carry the admin token. Compares digests, so
 /// the time taken says nothing about the token.
-async fn admin_only(
-    State(gateway): State<Arc<Gateway>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn admin_only(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
     let Some(token) = &gateway.admin_token else {
-        return AdminError::new(StatusCode::NOT_FOUND, "not_found", "There is no admin API here.")
-            .into_response();
+        return AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "There is no admin API here.",
+        )
+        .into_response();
     };
     let offered = request
         .headers()
@@ -127,10 +145,14 @@ impl AdminError {
 impl From<StoreError> for AdminError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(what) => {
-                AdminError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+            StoreError::NotFound(what) => AdminError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            StoreError::Conflict(message) => {
+                AdminError::new(StatusCode::CONFLICT, "conflict", message)
             }
-            StoreError::Conflict(message) => AdminError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Invalid(message) => {
                 AdminError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
             }

@@ -68,7 +68,11 @@ pub struct Ticket {
 }
 
 impl Billing {
-    pub async fn new(store: Store, instance: String, completion_reserve: u32) -> Result<Self, StoreError> {
+    pub async fn new(
+        store: Store,
+        instance: String,
+        completion_reserve: u32,
+    ) -> Result<Self, StoreError> {
         let prices = store.prices().await?;
         Ok(Billing {
             store,
@@ -126,7 +130,9 @@ impl Billing {
         let estimate = Usage {
             prompt_tokens: u64::from(envelope.estimated_prompt_tokens),
             completion_tokens: u64::from(
-                envelope.max_output_tokens.unwrap_or(self.completion_reserve),
+                envelope
+                    .max_output_tokens
+                    .unwrap_or(self.completion_reserve),
             ),
             cached_tokens: 0,
             cache_write_tokens: 0,
@@ -163,11 +169,11 @@ impl Billing {
             Ok(Err(HoldRefusal::Balance { balance })) => Err(ApiError::insufficient_quota(
                 format!("This call may cost up to {amount} units; the balance is {balance}."),
             )),
-            Ok(Err(HoldRefusal::KeyCap { cap, used })) => Err(ApiError::insufficient_quota(
-                format!(
+            Ok(Err(HoldRefusal::KeyCap { cap, used })) => {
+                Err(ApiError::insufficient_quota(format!(
                     "This call may cost up to {amount} units; the key has spent {used} of its {cap}."
-                ),
-            )),
+                )))
+            }
             Ok(Err(HoldRefusal::Duplicate)) => Err(ApiError::duplicate_request(request_id)),
             Err(error) => {
                 tracing::error!(%error, request_id, "taking a pre-deduction failed");
@@ -203,7 +209,12 @@ impl Ticket {
         tracker.spawn(async move { self.settle_now(record, reported, delivered).await });
     }
 
-    async fn settle_now(self, mut record: CallRecord, reported: Option<Usage>, delivered: Delivered) {
+    async fn settle_now(
+        self,
+        mut record: CallRecord,
+        reported: Option<Usage>,
+        delivered: Delivered,
+    ) {
         let charged_usage = match (record.ending.as_str(), reported) {
             ("complete", Some(usage)) => Some((usage, "upstream")),
             ("client_gone", _) if !delivered.output => None,
@@ -225,7 +236,12 @@ impl Ticket {
             record.usage_source = source.into();
             record.priced = signed(self.price(usage).await);
         } else {
-            record.usage_source = if reported.is_some() { "upstream" } else { "none" }.into();
+            record.usage_source = if reported.is_some() {
+                "upstream"
+            } else {
+                "none"
+            }
+            .into();
         }
         if let Err(error) = self.billing.store.settle(&record).await {
             // The hold stays open; the next start of this instance settles it.

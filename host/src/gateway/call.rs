@@ -301,7 +301,8 @@ async fn attempt(
             FirstOutput::Fault(fault) => Err(plugin(fault)),
             FirstOutput::Ready(first) => {
                 log.first_byte();
-                let book = std::mem::replace(book, CallBook::new(AccessLog::new(String::new(), "")));
+                let book =
+                    std::mem::replace(book, CallBook::new(AccessLog::new(String::new(), "")));
                 Ok(Attempt::Answered(Reply::Streaming(
                     stream.into_response(first, book),
                 )))
@@ -341,7 +342,10 @@ struct Answer {
 
 async fn answer(route: &Route<'_>, body: Bytes) -> Result<Answer, crate::plugins::CallError> {
     let (canonical, usage) = if route.channel_is_canonical {
-        let usage = sluice_sdk::canonical::usage(&body).ok().flatten().map(Into::into);
+        let usage = sluice_sdk::canonical::usage(&body)
+            .ok()
+            .flatten()
+            .map(Into::into);
         (body, usage)
     } else {
         let usage = route.channel.response_usage(&body).await?;
@@ -352,7 +356,10 @@ async fn answer(route: &Route<'_>, body: Bytes) -> Result<Answer, crate::plugins
                 canonical: None,
             });
         }
-        (Bytes::from(route.channel.response_to_canonical(&body).await?), usage)
+        (
+            Bytes::from(route.channel.response_to_canonical(&body).await?),
+            usage,
+        )
     };
     let body = match route.client {
         None => canonical.clone(),

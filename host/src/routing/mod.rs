@@ -1,8 +1,8 @@
 //! The channels a request may go to.
 
 use crate::config::model_matches;
-use crate::store::channels::ChannelSpec;
 use crate::plugins::bindings::ChannelCandidate;
+use crate::store::channels::ChannelSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -156,7 +156,12 @@ mod tests {
         assert!(table.candidates("other").is_empty());
         let mut off = config("c", &["other"]);
         off.status = "disabled".into();
-        assert!(ChannelTable::new(&[off]).unwrap().candidates("other").is_empty());
+        assert!(
+            ChannelTable::new(&[off])
+                .unwrap()
+                .candidates("other")
+                .is_empty()
+        );
         assert_eq!(
             table.listed_models().into_iter().collect::<Vec<_>>(),
             vec!["fast"]

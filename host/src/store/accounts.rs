@@ -153,7 +153,11 @@ impl Store {
         let id = id.map_or_else(|| new_id("ten"), str::to_string);
         check_id(&id)?;
         let tenant = Tenant {
-            name: if name.is_empty() { id.clone() } else { name.into() },
+            name: if name.is_empty() {
+                id.clone()
+            } else {
+                name.into()
+            },
             id,
             status: ACTIVE.into(),
             created_at: now_ms(),
@@ -212,7 +216,9 @@ impl Store {
     pub async fn put_group(&self, id: &str, ratio: i64) -> Result<Group> {
         check_id(id)?;
         if ratio < 0 {
-            return Err(StoreError::Invalid("a group ratio cannot be negative".into()));
+            return Err(StoreError::Invalid(
+                "a group ratio cannot be negative".into(),
+            ));
         }
         let group = Group {
             id: id.into(),
@@ -255,7 +261,11 @@ impl Store {
         let id = id.map_or_else(|| new_id("usr"), str::to_string);
         check_id(&id)?;
         let user = User {
-            name: if name.is_empty() { id.clone() } else { name.into() },
+            name: if name.is_empty() {
+                id.clone()
+            } else {
+                name.into()
+            },
             id,
             tenant_id: tenant_id.into(),
             group_id: group_id.into(),

@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChannelSpec {
-    /// The channel's name, unique: routers and call logs use it.
+    /// The channel's name, unique: routers and call logs use it (the
+    /// admin API takes it from the path).
+    #[serde(default)]
     pub name: String,
     #[serde(default = "default_protocol")]
     pub protocol: String,
@@ -186,17 +188,17 @@ impl Store {
         Ok(rows
             .iter()
             .map(|row| ChannelSpec {
-                    name: row.get(0),
-                    protocol: row.get(1),
-                    base_url: row.get(2),
-                    api_key: row.get::<Option<String>, _>(3).map(Secret::new),
-                    api_key_env: row.get(4),
-                    models: from_json(&row.get::<String, _>(5)),
-                    model_map: from_json(&row.get::<String, _>(6)),
-                    weight: u32::try_from(row.get::<i64, _>(7)).unwrap_or(0),
-                    priority: i32::try_from(row.get::<i64, _>(8)).unwrap_or(0),
-                    tags: from_json(&row.get::<String, _>(9)),
-                    status: row.get(10),
+                name: row.get(0),
+                protocol: row.get(1),
+                base_url: row.get(2),
+                api_key: row.get::<Option<String>, _>(3).map(Secret::new),
+                api_key_env: row.get(4),
+                models: from_json(&row.get::<String, _>(5)),
+                model_map: from_json(&row.get::<String, _>(6)),
+                weight: u32::try_from(row.get::<i64, _>(7)).unwrap_or(0),
+                priority: i32::try_from(row.get::<i64, _>(8)).unwrap_or(0),
+                tags: from_json(&row.get::<String, _>(9)),
+                status: row.get(10),
             })
             .collect())
     }

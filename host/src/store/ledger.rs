@@ -94,13 +94,12 @@ impl Store {
         if already_logged.is_some() {
             return Ok(Err(HoldRefusal::Duplicate));
         }
-        let taken = sqlx::query(
-            "UPDATE users SET balance = balance - $2 WHERE id = $1 AND balance >= $2",
-        )
-        .bind(&hold.user_id)
-        .bind(hold.amount)
-        .execute(&mut *tx)
-        .await?;
+        let taken =
+            sqlx::query("UPDATE users SET balance = balance - $2 WHERE id = $1 AND balance >= $2")
+                .bind(&hold.user_id)
+                .bind(hold.amount)
+                .execute(&mut *tx)
+                .await?;
         if taken.rows_affected() == 0 {
             let balance = sqlx::query("SELECT balance FROM users WHERE id = $1")
                 .bind(&hold.user_id)
@@ -404,13 +403,23 @@ mod tests {
     async fn a_call_is_held_then_settled_exactly_once() {
         for (store, _dir) in stores().await {
             let (user, key) = account(&store, 1000, None).await;
-            store.hold(&hold("r1", &user, &key, 300)).await.unwrap().unwrap();
+            store
+                .hold(&hold("r1", &user, &key, 300))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(balance_and_used(&store, &user).await, (700, 300));
             assert_eq!(store.open_holds().await.unwrap(), 1);
-            assert_eq!(store.settle(&record("r1", &user, &key, 120)).await.unwrap(), Some(120));
+            assert_eq!(
+                store.settle(&record("r1", &user, &key, 120)).await.unwrap(),
+                Some(120)
+            );
             assert_eq!(balance_and_used(&store, &user).await, (880, 120));
             // A second settlement, or a hold under a used id, changes nothing.
-            assert_eq!(store.settle(&record("r1", &user, &key, 500)).await.unwrap(), None);
+            assert_eq!(
+                store.settle(&record("r1", &user, &key, 500)).await.unwrap(),
+                None
+            );
             assert_eq!(
                 store.hold(&hold("r1", &user, &key, 1)).await.unwrap(),
                 Err(HoldRefusal::Duplicate)
@@ -431,13 +440,26 @@ mod tests {
                 store.hold(&hold("r1", &user, &key, 101)).await.unwrap(),
                 Err(HoldRefusal::Balance { balance: 100 })
             );
-            store.hold(&hold("r2", &user, &key, 100)).await.unwrap().unwrap();
+            store
+                .hold(&hold("r2", &user, &key, 100))
+                .await
+                .unwrap()
+                .unwrap();
             store.settle(&record("r2", &user, &key, 100)).await.unwrap();
-            let change = QuotaChange { amount: 500, reason: "more".into() };
-            store.change_quota(&user, "top_up", &change, "t").await.unwrap();
+            let change = QuotaChange {
+                amount: 500,
+                reason: "more".into(),
+            };
+            store
+                .change_quota(&user, "top_up", &change, "t")
+                .await
+                .unwrap();
             assert_eq!(
                 store.hold(&hold("r3", &user, &key, 60)).await.unwrap(),
-                Err(HoldRefusal::KeyCap { cap: 150, used: 100 })
+                Err(HoldRefusal::KeyCap {
+                    cap: 150,
+                    used: 100
+                })
             );
             assert_eq!(balance_and_used(&store, &user).await, (500, 100));
             assert_eq!(store.open_holds().await.unwrap(), 0);
@@ -448,10 +470,21 @@ mod tests {
     async fn a_charge_above_hold_and_balance_empties_the_balance_and_no_more() {
         for (store, _dir) in stores().await {
             let (user, key) = account(&store, 100, None).await;
-            store.hold(&hold("r1", &user, &key, 80)).await.unwrap().unwrap();
-            assert_eq!(store.settle(&record("r1", &user, &key, 500)).await.unwrap(), Some(100));
+            store
+                .hold(&hold("r1", &user, &key, 80))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.settle(&record("r1", &user, &key, 500)).await.unwrap(),
+                Some(100)
+            );
             assert_eq!(balance_and_used(&store, &user).await, (0, 100));
-            let logged = &store.calls(&CallFilter::default(), 1, 1).await.unwrap().data[0];
+            let logged = &store
+                .calls(&CallFilter::default(), 1, 1)
+                .await
+                .unwrap()
+                .data[0];
             assert_eq!((logged.priced, logged.charge), (500, 100));
         }
     }
@@ -460,13 +493,21 @@ mod tests {
     async fn a_restart_refunds_what_its_previous_run_left_open() {
         for (store, _dir) in stores().await {
             let (user, key) = account(&store, 1000, None).await;
-            store.hold(&hold("r1", &user, &key, 300)).await.unwrap().unwrap();
+            store
+                .hold(&hold("r1", &user, &key, 300))
+                .await
+                .unwrap()
+                .unwrap();
             let mut elsewhere = hold("r2", &user, &key, 200);
             elsewhere.instance = "another".into();
             store.hold(&elsewhere).await.unwrap().unwrap();
             assert_eq!(store.reconcile("here").await.unwrap(), 1);
             assert_eq!(balance_and_used(&store, &user).await, (800, 200));
-            let logged = &store.calls(&CallFilter::default(), 1, 1).await.unwrap().data[0];
+            let logged = &store
+                .calls(&CallFilter::default(), 1, 1)
+                .await
+                .unwrap()
+                .data[0];
             assert_eq!((logged.ending.as_str(), logged.charge), ("interrupted", 0));
             assert_eq!(store.open_holds().await.unwrap(), 1);
         }
@@ -476,15 +517,34 @@ mod tests {
     async fn quota_changes_are_recorded_and_never_leave_a_negative_balance() {
         for (store, _dir) in stores().await {
             let (user, _) = account(&store, 100, None).await;
-            let take = |amount| QuotaChange { amount, reason: "correction".into() };
-            assert!(store.change_quota(&user, "adjust", &take(-101), "t").await.is_err());
-            let entry = store.change_quota(&user, "adjust", &take(-40), "ops").await.unwrap();
+            let take = |amount| QuotaChange {
+                amount,
+                reason: "correction".into(),
+            };
+            assert!(
+                store
+                    .change_quota(&user, "adjust", &take(-101), "t")
+                    .await
+                    .is_err()
+            );
+            let entry = store
+                .change_quota(&user, "adjust", &take(-40), "ops")
+                .await
+                .unwrap();
             assert_eq!(entry.balance_after, 60);
             let entries = store.ledger(Some(&user), 10).await.unwrap();
             assert_eq!(entries.len(), 2);
             assert_eq!((entries[0].amount, entries[0].actor.as_str()), (-40, "ops"));
-            let no_reason = QuotaChange { amount: 5, reason: " ".into() };
-            assert!(store.change_quota(&user, "top_up", &no_reason, "t").await.is_err());
+            let no_reason = QuotaChange {
+                amount: 5,
+                reason: " ".into(),
+            };
+            assert!(
+                store
+                    .change_quota(&user, "top_up", &no_reason, "t")
+                    .await
+                    .is_err()
+            );
         }
     }
 
@@ -494,21 +554,34 @@ mod tests {
             let (user, key) = account(&store, 10_000, None).await;
             for (index, model) in ["a", "b", "a"].iter().enumerate() {
                 let id = format!("r{index}");
-                store.hold(&hold(&id, &user, &key, 50)).await.unwrap().unwrap();
+                store
+                    .hold(&hold(&id, &user, &key, 50))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let mut call = record(&id, &user, &key, 10 * (index as i64 + 1));
                 call.model = model.to_string();
                 store.settle(&call).await.unwrap();
             }
-            let by_model = store.usage(&CallFilter::default(), Dimension::Model).await.unwrap();
+            let by_model = store
+                .usage(&CallFilter::default(), Dimension::Model)
+                .await
+                .unwrap();
             let summary: Vec<_> = by_model
                 .iter()
                 .map(|l| (l.key.as_str(), l.requests, l.charge, l.prompt_tokens))
                 .collect();
             assert_eq!(summary, vec![("a", 2, 40, 20), ("b", 1, 20, 10)]);
-            let by_day = store.usage(&CallFilter::default(), Dimension::Day).await.unwrap();
+            let by_day = store
+                .usage(&CallFilter::default(), Dimension::Day)
+                .await
+                .unwrap();
             assert_eq!(by_day.len(), 1);
             assert_eq!(by_day[0].key.len(), "2026-01-01".len());
-            let only_a = CallFilter { model: Some("a".into()), ..CallFilter::default() };
+            let only_a = CallFilter {
+                model: Some("a".into()),
+                ..CallFilter::default()
+            };
             let page = store.calls(&only_a, 2, 1).await.unwrap();
             assert_eq!((page.total, page.data.len()), (2, 1));
         }

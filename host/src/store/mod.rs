@@ -52,9 +52,7 @@ impl StoreError {
     /// Maps a unique-key violation to `Conflict(what)`.
     fn conflict_on_duplicate(error: sqlx::Error, what: impl FnOnce() -> String) -> Self {
         match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(what())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
             _ => StoreError::Database(error),
         }
     }

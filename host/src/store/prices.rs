@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 /// times `cache_write_ratio`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Price {
-    /// An exact model name, or a prefix ending in `*`.
+    /// An exact model name, or a prefix ending in `*` (the admin API takes
+    /// it from the path).
+    #[serde(default)]
     pub model: String,
     #[serde(with = "ratio")]
     #[schema(value_type = f64)]
@@ -165,8 +167,16 @@ mod tests {
 
     #[test]
     fn exact_names_beat_prefixes_and_longer_prefixes_beat_shorter() {
-        let prices = [price("*"), price("gpt-4o*"), price("gpt-4o-mini"), price("gpt-*")];
-        assert_eq!(price_for(&prices, "gpt-4o-mini").unwrap().model, "gpt-4o-mini");
+        let prices = [
+            price("*"),
+            price("gpt-4o*"),
+            price("gpt-4o-mini"),
+            price("gpt-*"),
+        ];
+        assert_eq!(
+            price_for(&prices, "gpt-4o-mini").unwrap().model,
+            "gpt-4o-mini"
+        );
         assert_eq!(price_for(&prices, "gpt-4o-2024").unwrap().model, "gpt-4o*");
         assert_eq!(price_for(&prices, "gpt-3").unwrap().model, "gpt-*");
         assert_eq!(price_for(&prices, "claude").unwrap().model, "*");

@@ -55,9 +55,12 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Invalid(
-                format!("key of user {:?}: group {:?} does not exist", key.user, key.group),
-            ),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Invalid(format!(
+                    "key of user {:?}: group {:?} does not exist",
+                    key.user, key.group
+                ))
+            }
             _ => e.into(),
         })?;
         if created.is_some() && key.quota > 0 {
@@ -65,7 +68,8 @@ impl Store {
                 amount: key.quota,
                 reason: "starting quota from the configuration file".into(),
             };
-            self.change_quota(&key.user, "top_up", &change, "config").await?;
+            self.change_quota(&key.user, "top_up", &change, "config")
+                .await?;
         }
         let prefix: String = key.key.chars().take(10).collect();
         sqlx::query(
