@@ -12,6 +12,21 @@ step "toolchain"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
 
+step "services (PostgreSQL at 127.0.0.1:5432, database test)"
+# The store's tests run on SQLite and on PostgreSQL; start PostgreSQL if it
+# is installed but down.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    if command -v pg_lsclusters >/dev/null; then
+        pg_lsclusters --no-header | while read -r version cluster _; do
+            pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start || true
+        done
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
+# Tests that need PostgreSQL fail rather than skip when this is set.
+export SLUICE_REQUIRE_POSTGRES=1
+
 step "formatting"
 cargo fmt --all -- --check
 

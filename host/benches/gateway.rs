@@ -9,10 +9,13 @@
 //! included, so compare the ratios, not the absolute figures.
 //!
 //! Then it streams through Sluice for each pair of client and channel
-//! protocol, relative to the OpenAI passthrough.
+//! protocol, relative to the OpenAI passthrough, and loads Sluice with
+//! billing off, on SQLite and on PostgreSQL (a fresh schema of the `test`
+//! database at 127.0.0.1:5432, skipped with a message when unreachable).
 //!
 //! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
-//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`) runs one part only.
+//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`, `billing`) runs one
+//! part only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -142,13 +145,55 @@ fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
     ready.then_some((child, url))
 }
 
-fn sluice_config(upstream: &str) -> String {
+/// Sluice's configuration: the demo's channels, a key with ample quota, a
+/// price for every model, and `store` (database and billing sections).
+fn sluice_config(upstream: &str, store: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
+        "{store}\nlisten = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
          [[channels]]\nname = \"claude\"\nprotocol = \"anthropic-messages\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"claude-demo\"]\n\n\
          [[channels]]\nname = \"gemini\"\nprotocol = \"gemini\"\nbase_url = \"{upstream}/v1beta\"\nmodels = [\"gemini-demo\"]\n\n\
-         [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\n"
+         [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\nquota = 1000000000000\n\n\
+         [[prices]]\nmodel = \"*\"\nmodel_ratio = 1.0\ncompletion_ratio = 2.0\n"
     )
+}
+
+/// Database sections for the billing comparison, by name; PostgreSQL only
+/// when it answers.
+fn stores(dir: &Path) -> Vec<(&'static str, String)> {
+    let sqlite = |name: &str| {
+        format!(
+            "[database]\nurl = \"sqlite://{}/{name}.db\"\n",
+            dir.display()
+        )
+    };
+    let mut stores = vec![
+        (
+            "off",
+            format!("{}[billing]\nenabled = false\n", sqlite("off")),
+        ),
+        ("sqlite", sqlite("billed")),
+    ];
+    let postgres = "postgres://postgres@127.0.0.1:5432/test";
+    let schema = format!("bench_{}", std::process::id());
+    let created = Command::new("psql")
+        .args([
+            postgres,
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if created {
+        stores.push((
+            "postgres",
+            format!("[database]\nurl = \"{postgres}?options=-csearch_path%3D{schema}\"\nmax_connections = 16\n"),
+        ));
+    } else {
+        println!("PostgreSQL at {postgres} did not answer (psql): its billing case is skipped.");
+    }
+    stores
 }
 
 /// Resident memory of `pid` now and at its peak, in MiB (from /proc).
@@ -292,7 +337,11 @@ fn main() {
         println!("nginx is not installed (Debian package `nginx`): the nginx baseline is skipped.");
     }
     let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, sluice_config(&upstream.url)).unwrap();
+    let main_store = format!(
+        "[database]\nurl = \"sqlite://{}/main.db\"\n",
+        dir.path().display()
+    );
+    std::fs::write(&config, sluice_config(&upstream.url, &main_store)).unwrap();
     let sluice = Server::start(
         Command::new(&binary)
             .args(["serve", "--config", config.to_str().unwrap()])
@@ -402,6 +451,42 @@ fn main() {
     }
     let (_, peak_rss) = memory_mib(sluice.pid());
     println!("\nsluice resident memory: {idle_rss:.1} MiB idle, {peak_rss:.1} MiB at peak");
+    drop(sluice);
+    if only.as_deref().is_none_or(|o| o == "billing") {
+        println!(
+            "\nbilling: sluice with billing off and on\n\n{:<10} {:<11} {:>9} {:>8} {:>8} {:>10}",
+            "billing", "mode", "req/s", "p50", "p99", "× off"
+        );
+        let mut off = std::collections::HashMap::new();
+        for (name, store) in stores(dir.path()) {
+            let config = dir.path().join(format!("sluice-{name}.toml"));
+            std::fs::write(&config, sluice_config(&upstream.url, &store)).unwrap();
+            let billed = Server::start(
+                Command::new(&binary)
+                    .args(["serve", "--config", config.to_str().unwrap()])
+                    .env("RUST_LOG", "warn"),
+            );
+            for (mode, body) in modes {
+                let url = format!("{}/v1/chat/completions", billed.url);
+                let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+                let base = *off.entry(mode).or_insert(outcome.rate());
+                println!(
+                    "{:<10} {:<11} {:>9.0} {:>8} {:>8} {:>10.2}{}",
+                    name,
+                    mode,
+                    outcome.rate(),
+                    ms(percentile(&outcome.latencies, 0.5)),
+                    ms(percentile(&outcome.latencies, 0.99)),
+                    outcome.rate() / base,
+                    if outcome.errors > 0 {
+                        format!("  ({} errors)", outcome.errors)
+                    } else {
+                        String::new()
+                    },
+                );
+            }
+        }
+    }
     if let Some((mut child, _)) = nginx {
         let _ = child.kill();
         let _ = child.wait();
