@@ -149,11 +149,11 @@ fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
 /// price for every model, and `store` (database and billing sections).
 fn sluice_config(upstream: &str, store: &str) -> String {
     format!(
-        "{store}\nlisten = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
+        "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
          [[channels]]\nname = \"claude\"\nprotocol = \"anthropic-messages\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"claude-demo\"]\n\n\
          [[channels]]\nname = \"gemini\"\nprotocol = \"gemini\"\nbase_url = \"{upstream}/v1beta\"\nmodels = [\"gemini-demo\"]\n\n\
          [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\nquota = 1000000000000\n\n\
-         [[prices]]\nmodel = \"*\"\nmodel_ratio = 1.0\ncompletion_ratio = 2.0\n"
+         [[prices]]\nmodel = \"*\"\nmodel_ratio = 1.0\ncompletion_ratio = 2.0\n\n{store}"
     )
 }
 
