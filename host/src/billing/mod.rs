@@ -21,6 +21,7 @@ use crate::server::error::ApiError;
 use crate::store::calls::CallRecord;
 use crate::store::ledger::{Hold, HoldRefusal};
 use crate::store::prices::{Price, price_for};
+use crate::store::writer::LedgerWriter;
 use crate::store::{Store, StoreError};
 use crate::telemetry::AccessLog;
 use arc_swap::ArcSwap;
@@ -32,6 +33,8 @@ pub use estimate::completion_text;
 
 pub struct Billing {
     store: Store,
+    /// Holds and settlements, group-committed.
+    writer: LedgerWriter,
     instance: String,
     /// Output tokens held for a request that sets no cap of its own.
     completion_reserve: u32,
@@ -68,13 +71,16 @@ pub struct Ticket {
 }
 
 impl Billing {
+    /// `writers`: connections given to group-committing the ledger.
     pub async fn new(
         store: Store,
         instance: String,
         completion_reserve: u32,
+        writers: u32,
     ) -> Result<Self, StoreError> {
         let prices = store.prices().await?;
         Ok(Billing {
+            writer: LedgerWriter::start(&store, writers).await?,
             store,
             instance,
             completion_reserve,
@@ -161,7 +167,7 @@ impl Billing {
             stream: envelope.stream,
             amount: signed(amount),
         };
-        match self.store.hold(&hold).await {
+        match self.writer.hold(hold).await {
             Ok(Ok(())) => {
                 ticket.settled = false;
                 Ok(ticket)
@@ -243,9 +249,10 @@ impl Ticket {
             }
             .into();
         }
-        if let Err(error) = self.billing.store.settle(&record).await {
+        let request_id = record.request_id.clone();
+        if let Err(error) = self.billing.writer.settle(record).await {
             // The hold stays open; the next start of this instance settles it.
-            tracing::error!(%error, request_id = %record.request_id, "settling a call failed");
+            tracing::error!(%error, %request_id, "settling a call failed");
         }
     }
 
@@ -300,10 +307,11 @@ impl Drop for Ticket {
             usage_source: "none".into(),
             ..CallRecord::default()
         };
-        let store = self.billing.store.clone();
+        let billing = self.billing.clone();
         self.billing.settlements.spawn(async move {
-            if let Err(error) = store.settle(&record).await {
-                tracing::error!(%error, request_id = %record.request_id, "settling a call failed");
+            let request_id = record.request_id.clone();
+            if let Err(error) = billing.writer.settle(record).await {
+                tracing::error!(%error, %request_id, "settling a call failed");
             }
         });
     }

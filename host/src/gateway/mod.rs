@@ -56,6 +56,7 @@ impl Gateway {
                 store.clone(),
                 instance.clone(),
                 config.billing.completion_reserve_tokens,
+                config.database.max_connections.div_ceil(2),
             )
             .await
             .map_err(|e| e.to_string())?;

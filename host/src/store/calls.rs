@@ -46,53 +46,65 @@ pub struct CallRecord {
     pub created_at: i64,
 }
 
-pub(super) async fn insert_call(
+/// Writes call-log rows: each record with what was held and charged.
+pub(super) async fn insert_calls(
     connection: &mut sqlx::AnyConnection,
-    record: &CallRecord,
-    held: i64,
-    charge: i64,
+    rows: &[(&CallRecord, i64, i64)],
 ) -> Result<()> {
-    let created_at = if record.created_at == 0 {
-        now_ms()
-    } else {
-        record.created_at
-    };
-    sqlx::query(
+    const COLUMNS: usize = 23;
+    let values: Vec<String> = (0..rows.len())
+        .map(|row| {
+            format!(
+                "({})",
+                super::ledger::placeholders(connection, row * COLUMNS + 1, COLUMNS)
+            )
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO call_logs (request_id, tenant_id, user_id, key_id, channel, model, protocol,
          stream, status, ending, error, prompt_tokens, completion_tokens, cached_tokens,
          cache_write_tokens, reasoning_tokens, usage_source, charge, priced, held, latency_ms,
-         ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-         $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-    )
-    .bind(&record.request_id)
-    .bind(&record.tenant_id)
-    .bind(&record.user_id)
-    .bind(&record.key_id)
-    .bind(record.channel.as_deref())
-    .bind(&record.model)
-    .bind(&record.protocol)
-    .bind(i64::from(record.stream))
-    .bind(i64::from(record.status))
-    .bind(&record.ending)
-    .bind(record.error.as_deref())
-    .bind(record.prompt_tokens)
-    .bind(record.completion_tokens)
-    .bind(record.cached_tokens)
-    .bind(record.cache_write_tokens)
-    .bind(record.reasoning_tokens)
-    .bind(if record.usage_source.is_empty() {
-        "none"
-    } else {
-        &record.usage_source
-    })
-    .bind(charge)
-    .bind(record.priced)
-    .bind(held)
-    .bind(record.latency_ms)
-    .bind(record.ttft_ms)
-    .bind(created_at)
-    .execute(connection)
-    .await?;
+         ttft_ms, created_at) VALUES {}",
+        values.join(", ")
+    );
+    let now = now_ms();
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (record, held, charge) in rows {
+        let created_at = if record.created_at == 0 {
+            now
+        } else {
+            record.created_at
+        };
+        query = query
+            .bind(&record.request_id)
+            .bind(&record.tenant_id)
+            .bind(&record.user_id)
+            .bind(&record.key_id)
+            .bind(record.channel.as_deref())
+            .bind(&record.model)
+            .bind(&record.protocol)
+            .bind(i64::from(record.stream))
+            .bind(i64::from(record.status))
+            .bind(&record.ending)
+            .bind(record.error.as_deref())
+            .bind(record.prompt_tokens)
+            .bind(record.completion_tokens)
+            .bind(record.cached_tokens)
+            .bind(record.cache_write_tokens)
+            .bind(record.reasoning_tokens)
+            .bind(if record.usage_source.is_empty() {
+                "none"
+            } else {
+                record.usage_source.as_str()
+            })
+            .bind(*charge)
+            .bind(record.priced)
+            .bind(*held)
+            .bind(record.latency_ms)
+            .bind(record.ttft_ms)
+            .bind(created_at);
+    }
+    query.execute(connection).await?;
     Ok(())
 }
 

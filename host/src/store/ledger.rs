@@ -7,10 +7,12 @@
 //! Balances never go below zero: a charge the balance cannot cover is
 //! collected as far as it can be and the shortfall shows in the call log.
 
-use super::calls::{CallRecord, insert_call};
+use super::calls::{CallRecord, insert_calls};
 use super::{Result, Store, StoreError, new_id, now_ms};
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use sqlx::Row;
+use std::collections::{HashMap, HashSet};
 use utoipa::ToSchema;
 
 /// A pre-deduction to take at admission.
@@ -64,70 +66,9 @@ impl Store {
     /// spending, or says why not. Nothing changes on a refusal.
     pub async fn hold(&self, hold: &Hold) -> Result<Result<(), HoldRefusal>> {
         let mut tx = self.pool().begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO holds (request_id, instance, tenant_id, user_id, key_id, model, protocol,
-             stream, amount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&hold.request_id)
-        .bind(&hold.instance)
-        .bind(&hold.tenant_id)
-        .bind(&hold.user_id)
-        .bind(&hold.key_id)
-        .bind(&hold.model)
-        .bind(&hold.protocol)
-        .bind(i64::from(hold.stream))
-        .bind(hold.amount)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Ok(Err(HoldRefusal::Duplicate));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let already_logged = sqlx::query("SELECT 1 FROM call_logs WHERE request_id = $1")
-            .bind(&hold.request_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if already_logged.is_some() {
-            return Ok(Err(HoldRefusal::Duplicate));
-        }
-        let taken =
-            sqlx::query("UPDATE users SET balance = balance - $2 WHERE id = $1 AND balance >= $2")
-                .bind(&hold.user_id)
-                .bind(hold.amount)
-                .execute(&mut *tx)
-                .await?;
-        if taken.rows_affected() == 0 {
-            let balance = sqlx::query("SELECT balance FROM users WHERE id = $1")
-                .bind(&hold.user_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map_or(0, |row| row.get(0));
-            return Ok(Err(HoldRefusal::Balance { balance }));
-        }
-        let counted = sqlx::query(
-            "UPDATE api_keys SET used = used + $2
-             WHERE id = $1 AND (quota_cap IS NULL OR used + $2 <= quota_cap)",
-        )
-        .bind(&hold.key_id)
-        .bind(hold.amount)
-        .execute(&mut *tx)
-        .await?;
-        if counted.rows_affected() == 0 {
-            let row = sqlx::query("SELECT quota_cap, used FROM api_keys WHERE id = $1")
-                .bind(&hold.key_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            return Ok(Err(HoldRefusal::KeyCap {
-                cap: row.get::<Option<i64>, _>(0).unwrap_or(0),
-                used: row.get(1),
-            }));
-        }
+        let taken = take_holds(&mut tx, &[hold]).await?.remove(0);
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(taken)
     }
 
     /// Settles the call `record` describes: releases its hold, collects
@@ -136,51 +77,9 @@ impl Store {
     /// already settled (or never held), in which case nothing changes.
     pub async fn settle(&self, record: &CallRecord) -> Result<Option<i64>> {
         let mut tx = self.pool().begin().await?;
-        let Some(held) = sqlx::query("DELETE FROM holds WHERE request_id = $1 RETURNING amount")
-            .bind(&record.request_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.get::<i64, _>(0))
-        else {
-            return Ok(None);
-        };
-        let priced = record.priced;
-        let returned = sqlx::query(
-            "UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0",
-        )
-        .bind(&record.user_id)
-        .bind(held - priced)
-        .execute(&mut *tx)
-        .await?;
-        let charged = if returned.rows_affected() == 1 {
-            priced
-        } else {
-            // The charge passes hold and balance together: take all there is.
-            loop {
-                let balance: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
-                    .bind(&record.user_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
-                let emptied =
-                    sqlx::query("UPDATE users SET balance = 0 WHERE id = $1 AND balance = $2")
-                        .bind(&record.user_id)
-                        .bind(balance)
-                        .execute(&mut *tx)
-                        .await?;
-                if emptied.rows_affected() == 1 {
-                    break held + balance;
-                }
-            }
-        };
-        sqlx::query("UPDATE api_keys SET used = used + $2 WHERE id = $1")
-            .bind(&record.key_id)
-            .bind(charged - held)
-            .execute(&mut *tx)
-            .await?;
-        insert_call(&mut tx, record, held, charged).await?;
+        let settled = settle_holds(&mut tx, &[record]).await?.remove(0);
         tx.commit().await?;
-        Ok(Some(charged))
+        Ok(settled)
     }
 
     /// Settles every hold `instance` left behind (it stopped without
@@ -311,6 +210,317 @@ impl Store {
             .await?
             .get(0))
     }
+}
+
+/// Takes the holds inside the caller's transaction, in order, and says
+/// for each whether it was taken. Each user's holds are taken with one
+/// statement when the balance (and each key's cap) covers them all, else
+/// one by one; every refusal leaves the database as it found it, so a
+/// refused hold never aborts a transaction it shares with other calls.
+pub(super) async fn take_holds(
+    connection: &mut AnyConnection,
+    holds: &[&Hold],
+) -> Result<Vec<Result<(), HoldRefusal>>> {
+    let mut outcome = vec![Ok(()); holds.len()];
+    let ids: Vec<&str> = holds.iter().map(|h| h.request_id.as_str()).collect();
+    let taken_ids = existing_ids(connection, &ids).await?;
+    let mut seen = HashSet::new();
+    for (index, hold) in holds.iter().enumerate() {
+        if taken_ids.contains(hold.request_id.as_str()) || !seen.insert(hold.request_id.as_str()) {
+            outcome[index] = Err(HoldRefusal::Duplicate);
+        }
+    }
+    for (user, indices) in group(holds, &outcome, |h| &h.user_id) {
+        let total: i64 = indices.iter().map(|&i| holds[i].amount).sum();
+        if !add_to_balance(connection, user, -total, true).await? {
+            for &index in &indices {
+                outcome[index] = reserve_one(connection, holds[index]).await?;
+            }
+            continue;
+        }
+        for (key, key_indices) in group(holds, &outcome, |h| &h.key_id)
+            .into_iter()
+            .map(|(key, all)| {
+                (
+                    key,
+                    all.into_iter()
+                        .filter(|i| indices.contains(i))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, mine)| !mine.is_empty())
+        {
+            let key_total: i64 = key_indices.iter().map(|&i| holds[i].amount).sum();
+            if !count_on_key(connection, key, key_total).await? {
+                add_to_balance(connection, user, key_total, false).await?;
+                for &index in &key_indices {
+                    outcome[index] = reserve_one(connection, holds[index]).await?;
+                }
+            }
+        }
+    }
+    let accepted: Vec<&Hold> = holds
+        .iter()
+        .zip(&outcome)
+        .filter(|(_, taken)| taken.is_ok())
+        .map(|(hold, _)| *hold)
+        .collect();
+    if !accepted.is_empty() {
+        let inserted = insert_holds(connection, &accepted).await?;
+        if inserted != accepted.len() as u64 {
+            // Another writer took one of these ids since we looked: fail the
+            // batch, so that each call is retried alone.
+            return Err(StoreError::Conflict(
+                "a request id was taken concurrently".into(),
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
+/// One hold's balance and key-cap checks, or the refusal (undoing the
+/// balance if the cap refuses).
+async fn reserve_one(
+    connection: &mut AnyConnection,
+    hold: &Hold,
+) -> Result<Result<(), HoldRefusal>> {
+    if !add_to_balance(connection, &hold.user_id, -hold.amount, true).await? {
+        let balance = sqlx::query("SELECT balance FROM users WHERE id = $1")
+            .bind(&hold.user_id)
+            .fetch_optional(&mut *connection)
+            .await?
+            .map_or(0, |row| row.get(0));
+        return Ok(Err(HoldRefusal::Balance { balance }));
+    }
+    if !count_on_key(connection, &hold.key_id, hold.amount).await? {
+        add_to_balance(connection, &hold.user_id, hold.amount, false).await?;
+        let row = sqlx::query("SELECT quota_cap, used FROM api_keys WHERE id = $1")
+            .bind(&hold.key_id)
+            .fetch_one(&mut *connection)
+            .await?;
+        return Ok(Err(HoldRefusal::KeyCap {
+            cap: row.get::<Option<i64>, _>(0).unwrap_or(0),
+            used: row.get(1),
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// Adds `amount` to a balance; with `checked`, only if the balance stays
+/// at or above zero. Says whether it did.
+async fn add_to_balance(
+    connection: &mut AnyConnection,
+    user: &str,
+    amount: i64,
+    checked: bool,
+) -> Result<bool> {
+    let sql = if checked {
+        "UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0"
+    } else {
+        "UPDATE users SET balance = balance + $2 WHERE id = $1"
+    };
+    let updated = sqlx::query(sql)
+        .bind(user)
+        .bind(amount)
+        .execute(connection)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Adds `amount` to a key's spending if its cap allows. Says whether it did.
+async fn count_on_key(connection: &mut AnyConnection, key: &str, amount: i64) -> Result<bool> {
+    let counted = sqlx::query(
+        "UPDATE api_keys SET used = used + $2
+         WHERE id = $1 AND (quota_cap IS NULL OR used + $2 <= quota_cap)",
+    )
+    .bind(key)
+    .bind(amount)
+    .execute(connection)
+    .await?;
+    Ok(counted.rows_affected() == 1)
+}
+
+/// The ids among `ids` that are held now or were settled before.
+async fn existing_ids(connection: &mut AnyConnection, ids: &[&str]) -> Result<HashSet<String>> {
+    let held = placeholders(connection, 1, ids.len());
+    let settled = placeholders(connection, ids.len() + 1, ids.len());
+    let sql = format!(
+        "SELECT request_id FROM holds WHERE request_id IN ({held})
+         UNION ALL SELECT request_id FROM call_logs WHERE request_id IN ({settled})"
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in ids.iter().chain(ids) {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(connection).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+async fn insert_holds(connection: &mut AnyConnection, holds: &[&Hold]) -> Result<u64> {
+    const COLUMNS: usize = 10;
+    let rows: Vec<String> = (0..holds.len())
+        .map(|row| format!("({})", placeholders(connection, row * COLUMNS + 1, COLUMNS)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO holds (request_id, instance, tenant_id, user_id, key_id, model, protocol,
+         stream, amount, created_at) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+        rows.join(", ")
+    );
+    let now = now_ms();
+    let mut query = sqlx::query(&sql).persistent(false);
+    for hold in holds {
+        query = query
+            .bind(&hold.request_id)
+            .bind(&hold.instance)
+            .bind(&hold.tenant_id)
+            .bind(&hold.user_id)
+            .bind(&hold.key_id)
+            .bind(&hold.model)
+            .bind(&hold.protocol)
+            .bind(i64::from(hold.stream))
+            .bind(hold.amount)
+            .bind(now);
+    }
+    Ok(query.execute(connection).await?.rows_affected())
+}
+
+/// Settles the calls inside the caller's transaction and says what each
+/// was charged (`None`: already settled, or never held). Balances and keys
+/// move with one statement per user and per key unless a charge passes what
+/// a user has left, which is then settled call by call.
+pub(super) async fn settle_holds(
+    connection: &mut AnyConnection,
+    records: &[&CallRecord],
+) -> Result<Vec<Option<i64>>> {
+    let ids: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    let list = placeholders(connection, 1, ids.len());
+    let sql =
+        format!("DELETE FROM holds WHERE request_id IN ({list}) RETURNING request_id, amount");
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    let mut held: HashMap<String, i64> = query
+        .fetch_all(&mut *connection)
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    // Each hold settles its first record; a repeat finds it gone.
+    let holds: Vec<Option<i64>> = records.iter().map(|r| held.remove(&r.request_id)).collect();
+    let mut charged: Vec<Option<i64>> = vec![None; records.len()];
+    let settled: Vec<Result<(), HoldRefusal>> = holds
+        .iter()
+        .map(|h| {
+            if h.is_some() {
+                Ok(())
+            } else {
+                Err(HoldRefusal::Duplicate)
+            }
+        })
+        .collect();
+    for (user, indices) in group(records, &settled, |r| &r.user_id) {
+        let refund: i64 = indices
+            .iter()
+            .map(|&i| holds[i].unwrap_or(0) - records[i].priced)
+            .sum();
+        if add_to_balance(connection, user, refund, true).await? {
+            for &index in &indices {
+                charged[index] = Some(records[index].priced);
+            }
+            continue;
+        }
+        for &index in &indices {
+            let hold = holds[index].unwrap_or(0);
+            charged[index] = Some(collect(connection, user, hold, records[index].priced).await?);
+        }
+    }
+    for (key, indices) in group(records, &settled, |r| &r.key_id) {
+        let change: i64 = indices
+            .iter()
+            .map(|&i| charged[i].unwrap_or(0) - holds[i].unwrap_or(0))
+            .sum();
+        sqlx::query("UPDATE api_keys SET used = used + $2 WHERE id = $1")
+            .bind(key)
+            .bind(change)
+            .execute(&mut *connection)
+            .await?;
+    }
+    let logged: Vec<(&CallRecord, i64, i64)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, record)| Some((*record, holds[i]?, charged[i]?)))
+        .collect();
+    if !logged.is_empty() {
+        insert_calls(connection, &logged).await?;
+    }
+    Ok(charged)
+}
+
+/// Collects `priced` against a hold of `held`: all of it if the balance
+/// covers the difference, else the hold and whatever the balance has.
+async fn collect(
+    connection: &mut AnyConnection,
+    user: &str,
+    held: i64,
+    priced: i64,
+) -> Result<i64> {
+    if add_to_balance(connection, user, held - priced, true).await? {
+        return Ok(priced);
+    }
+    loop {
+        let balance: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(&mut *connection)
+            .await?
+            .get(0);
+        let emptied = sqlx::query("UPDATE users SET balance = 0 WHERE id = $1 AND balance = $2")
+            .bind(user)
+            .bind(balance)
+            .execute(&mut *connection)
+            .await?;
+        if emptied.rows_affected() == 1 {
+            return Ok(held + balance);
+        }
+    }
+}
+
+/// Indices of the items still in play (`Ok` in `outcome`), grouped by
+/// `by`, groups in order of first appearance.
+fn group<'a, T, E>(
+    items: &'a [&'a T],
+    outcome: &[Result<(), E>],
+    by: impl Fn(&'a T) -> &'a String,
+) -> Vec<(&'a str, Vec<usize>)> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        if outcome[index].is_err() {
+            continue;
+        }
+        let name = by(item).as_str();
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, indices)) => indices.push(index),
+            None => groups.push((name, vec![index])),
+        }
+    }
+    groups
+}
+
+/// `count` parameters from number `first`: `$first, …` for PostgreSQL,
+/// `?, …` for SQLite, which looks every `$N` up by name when it parses a
+/// statement (quadratic in a multi-row insert) but numbers `?` in order.
+pub(super) fn placeholders(connection: &AnyConnection, first: usize, count: usize) -> String {
+    let numbered = connection.backend_name() != "SQLite";
+    (first..first + count)
+        .map(|n| {
+            if numbered {
+                format!("${n}")
+            } else {
+                "?".into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The instance name of a process that does not configure one: stable
@@ -510,6 +720,97 @@ mod tests {
                 .data[0];
             assert_eq!((logged.ending.as_str(), logged.charge), ("interrupted", 0));
             assert_eq!(store.open_holds().await.unwrap(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_balance_and_cap_allow_in_order_and_settles_each_once() {
+        use sqlx::Connection;
+        for (store, _dir) in stores().await {
+            let (user, key) = account(&store, 1000, Some(700)).await;
+            let mut connection = store.pool().acquire().await.unwrap();
+            let mut tx = connection.begin().await.unwrap();
+            let holds = [
+                hold("a", &user, &key, 300),
+                hold("b", &user, &key, 300),
+                hold("a", &user, &key, 10),
+                hold("c", &user, &key, 300),
+                hold("d", &user, &key, 100),
+            ];
+            let taken = take_holds(&mut tx, &holds.iter().collect::<Vec<_>>())
+                .await
+                .unwrap();
+            assert_eq!(
+                taken,
+                vec![
+                    Ok(()),
+                    Ok(()),
+                    Err(HoldRefusal::Duplicate),
+                    Err(HoldRefusal::KeyCap {
+                        cap: 700,
+                        used: 600
+                    }),
+                    Ok(())
+                ]
+            );
+            let records = [
+                record("a", &user, &key, 100),
+                record("b", &user, &key, 500),
+                record("d", &user, &key, 2000),
+                record("a", &user, &key, 1),
+            ];
+            let charged = settle_holds(&mut tx, &records.iter().collect::<Vec<_>>())
+                .await
+                .unwrap();
+            // d costs 2000 against its 100 held and the 300 left: it takes 400.
+            assert_eq!(charged, vec![Some(100), Some(500), Some(400), None]);
+            tx.commit().await.unwrap();
+            assert_eq!(balance_and_used(&store, &user).await, (0, 1000));
+            assert_eq!(store.open_holds().await.unwrap(), 0);
+            let page = store.calls(&CallFilter::default(), 1, 10).await.unwrap();
+            assert_eq!(page.data.iter().map(|c| c.charge).sum::<i64>(), 1000);
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_through_the_writer_never_overdraw_nor_settle_twice() {
+        use crate::store::writer::LedgerWriter;
+        for (store, _dir) in stores().await {
+            let (user, key) = account(&store, 1500, None).await;
+            let writer = std::sync::Arc::new(LedgerWriter::start(&store, 3).await.unwrap());
+            let tasks: Vec<_> = (0..200)
+                .map(|n| {
+                    let (writer, user, key) = (writer.clone(), user.clone(), key.clone());
+                    tokio::spawn(async move {
+                        let id = format!("w{n}");
+                        match writer.hold(hold(&id, &user, &key, 10)).await.unwrap() {
+                            Ok(()) => {
+                                let first =
+                                    writer.settle(record(&id, &user, &key, 5)).await.unwrap();
+                                let again =
+                                    writer.settle(record(&id, &user, &key, 5)).await.unwrap();
+                                assert_eq!((first, again), (Some(5), None));
+                                true
+                            }
+                            Err(refusal) => {
+                                assert!(matches!(refusal, HoldRefusal::Balance { .. }));
+                                false
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut admitted = 0;
+            for task in tasks {
+                admitted += i64::from(task.await.unwrap());
+            }
+            // Holds of 10 against 1500, each settled at 5: at least 150 fit.
+            assert!((150..=200).contains(&admitted), "{admitted} admitted");
+            assert_eq!(
+                balance_and_used(&store, &user).await,
+                (1500 - 5 * admitted, 5 * admitted)
+            );
+            assert_eq!(store.open_holds().await.unwrap(), 0);
         }
     }
 

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod ledger;
 pub mod prices;
 mod seed;
+pub mod writer;
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
