@@ -245,6 +245,14 @@ def test_the_admin_api_needs_its_token_and_describes_itself(gateway):
     assert document["openapi"].startswith("3.")
     for path in ("/admin/users/{id}/top-up", "/admin/keys", "/admin/calls", "/admin/usage", "/admin/channels/{name}"):
         assert path in document["paths"]
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for response in (
+        httpx.post(f"{gateway.url}/admin/users", headers=admin, content=b"{not json", timeout=10),
+        httpx.post(f"{gateway.url}/admin/users", headers=admin, json={"name": "no tenant"}, timeout=10),
+        httpx.get(f"{gateway.url}/admin/usage", headers=admin, params={"by": "weekday"}, timeout=10),
+    ):
+        assert response.status_code in (400, 415, 422)
+        assert response.json()["error"]["code"] in ("invalid_body", "invalid_query")
 
 
 def test_channels_and_prices_change_without_a_restart(gateway, admin, demo):

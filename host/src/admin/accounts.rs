@@ -1,12 +1,12 @@
 //! Tenants, groups, users, quota and API keys. Every change that can alter
 //! what a key may do clears the gateway's key cache.
 
-use super::{AdminError, AdminResult};
+use super::{AdminError, AdminResult, Body, Params};
 use crate::gateway::Gateway;
 use crate::store::accounts::{ApiKeyInfo, Group, KeyUpdate, NewKey, Tenant, User};
 use crate::store::ledger::{LedgerEntry, QuotaChange};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub async fn list_tenants(State(gateway): State<Arc<Gateway>>) -> AdminResult<Ve
 #[utoipa::path(post, path = "/admin/tenants", request_body = NewTenant, responses((status = 200, body = Tenant), (status = 409)))]
 pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
-    Json(new): Json<NewTenant>,
+    Body(new): Body<NewTenant>,
 ) -> AdminResult<Tenant> {
     Ok(Json(
         gateway
@@ -52,7 +52,7 @@ pub async fn create_tenant(
 pub async fn update_tenant(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(change): Json<Change>,
+    Body(change): Body<Change>,
 ) -> AdminResult<()> {
     gateway
         .store
@@ -77,7 +77,7 @@ pub struct GroupRatio {
 pub async fn put_group(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(body): Json<GroupRatio>,
+    Body(body): Body<GroupRatio>,
 ) -> AdminResult<Group> {
     if !body.ratio.is_finite() {
         return Err(AdminError::new(
@@ -103,7 +103,7 @@ pub struct TenantFilter {
 #[utoipa::path(get, path = "/admin/users", params(TenantFilter), responses((status = 200, body = Vec<User>)))]
 pub async fn list_users(
     State(gateway): State<Arc<Gateway>>,
-    Query(filter): Query<TenantFilter>,
+    Params(filter): Params<TenantFilter>,
 ) -> AdminResult<Vec<User>> {
     Ok(Json(
         gateway.store.users(filter.tenant_id.as_deref()).await?,
@@ -127,7 +127,7 @@ fn default_group() -> String {
 #[utoipa::path(post, path = "/admin/users", request_body = NewUser, responses((status = 200, body = User), (status = 404), (status = 409)))]
 pub async fn create_user(
     State(gateway): State<Arc<Gateway>>,
-    Json(new): Json<NewUser>,
+    Body(new): Body<NewUser>,
 ) -> AdminResult<User> {
     Ok(Json(
         gateway
@@ -156,7 +156,7 @@ pub struct UserChange {
 pub async fn update_user(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(change): Json<UserChange>,
+    Body(change): Body<UserChange>,
 ) -> AdminResult<()> {
     gateway
         .store
@@ -175,7 +175,7 @@ pub async fn update_user(
 pub async fn top_up(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(change): Json<QuotaChange>,
+    Body(change): Body<QuotaChange>,
 ) -> AdminResult<LedgerEntry> {
     if change.amount <= 0 {
         return Err(AdminError::new(
@@ -196,7 +196,7 @@ pub async fn top_up(
 pub async fn adjust(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(change): Json<QuotaChange>,
+    Body(change): Body<QuotaChange>,
 ) -> AdminResult<LedgerEntry> {
     Ok(Json(
         gateway
@@ -217,7 +217,7 @@ pub struct Limit {
 pub async fn ledger(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Query(limit): Query<Limit>,
+    Params(limit): Params<Limit>,
 ) -> AdminResult<Vec<LedgerEntry>> {
     let limit = limit.limit.unwrap_or(100).clamp(1, 10_000);
     Ok(Json(gateway.store.ledger(Some(&id), limit).await?))
@@ -232,7 +232,7 @@ pub struct UserFilter {
 #[utoipa::path(get, path = "/admin/keys", params(UserFilter), responses((status = 200, body = Vec<ApiKeyInfo>)))]
 pub async fn list_keys(
     State(gateway): State<Arc<Gateway>>,
-    Query(filter): Query<UserFilter>,
+    Params(filter): Params<UserFilter>,
 ) -> AdminResult<Vec<ApiKeyInfo>> {
     Ok(Json(gateway.store.keys(filter.user_id.as_deref()).await?))
 }
@@ -249,7 +249,7 @@ pub struct CreatedKey {
 #[utoipa::path(post, path = "/admin/keys", request_body = NewKey, responses((status = 200, body = CreatedKey), (status = 404)))]
 pub async fn create_key(
     State(gateway): State<Arc<Gateway>>,
-    Json(new): Json<NewKey>,
+    Body(new): Body<NewKey>,
 ) -> AdminResult<CreatedKey> {
     let (info, key) = gateway.store.create_key(&new).await?;
     gateway.keys.invalidate();
@@ -260,7 +260,7 @@ pub async fn create_key(
 pub async fn update_key(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Json(update): Json<KeyUpdate>,
+    Body(update): Body<KeyUpdate>,
 ) -> AdminResult<()> {
     gateway.store.update_key(&id, &update).await?;
     gateway.keys.invalidate();

@@ -1,10 +1,10 @@
 //! Call logs and usage statistics.
 
-use super::AdminResult;
+use super::{AdminResult, Params};
 use crate::gateway::Gateway;
 use crate::store::calls::{CallFilter, CallPage, Dimension, UsageLine};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::IntoParams;
@@ -21,8 +21,8 @@ pub struct Page {
 #[utoipa::path(get, path = "/admin/calls", params(CallFilter, Page), responses((status = 200, body = CallPage)))]
 pub async fn list_calls(
     State(gateway): State<Arc<Gateway>>,
-    Query(filter): Query<CallFilter>,
-    Query(page): Query<Page>,
+    Params(filter): Params<CallFilter>,
+    Params(page): Params<Page>,
 ) -> AdminResult<CallPage> {
     let calls = gateway
         .store
@@ -46,8 +46,8 @@ pub struct By {
 #[utoipa::path(get, path = "/admin/usage", params(By, CallFilter), responses((status = 200, body = Vec<UsageLine>)))]
 pub async fn usage(
     State(gateway): State<Arc<Gateway>>,
-    Query(by): Query<By>,
-    Query(filter): Query<CallFilter>,
+    Params(by): Params<By>,
+    Params(filter): Params<CallFilter>,
 ) -> AdminResult<Vec<UsageLine>> {
     Ok(Json(gateway.store.usage(&filter, by.by).await?))
 }

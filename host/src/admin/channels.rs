@@ -2,7 +2,7 @@
 //! channel table and the price cache are reloaded; calls in flight keep
 //! what they started with.
 
-use super::{AdminError, AdminResult};
+use super::{AdminError, AdminResult, Body};
 use crate::gateway::Gateway;
 use crate::store::channels::{ChannelInfo, ChannelSpec};
 use crate::store::prices::Price;
@@ -25,7 +25,7 @@ pub async fn list_channels(State(gateway): State<Arc<Gateway>>) -> AdminResult<V
 pub async fn put_channel(
     State(gateway): State<Arc<Gateway>>,
     Path(name): Path<String>,
-    Json(mut spec): Json<ChannelSpec>,
+    Body(mut spec): Body<ChannelSpec>,
 ) -> AdminResult<ChannelInfo> {
     spec.name = name;
     spec.check()?;
@@ -47,7 +47,7 @@ pub struct ChannelStatus {
 pub async fn update_channel_status(
     State(gateway): State<Arc<Gateway>>,
     Path(name): Path<String>,
-    Json(change): Json<ChannelStatus>,
+    Body(change): Body<ChannelStatus>,
 ) -> AdminResult<()> {
     if change.status != "active" && change.status != "disabled" {
         return Err(AdminError::new(
@@ -79,7 +79,7 @@ pub async fn list_prices(State(gateway): State<Arc<Gateway>>) -> AdminResult<Vec
 pub async fn put_price(
     State(gateway): State<Arc<Gateway>>,
     Path(model): Path<String>,
-    Json(mut price): Json<Price>,
+    Body(mut price): Body<Price>,
 ) -> AdminResult<Price> {
     price.model = model;
     gateway.store.put_price(&price).await?;

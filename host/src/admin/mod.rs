@@ -181,3 +181,30 @@ impl IntoResponse for AdminError {
 }
 
 type AdminResult<T> = Result<axum::Json<T>, AdminError>;
+
+/// A JSON body, refused in the admin API's error shape when it does not
+/// parse or lacks a field.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(AdminError))]
+pub struct Body<T>(T);
+
+/// Query parameters, refused in the admin API's error shape.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AdminError))]
+pub struct Params<T>(T);
+
+impl From<axum::extract::rejection::JsonRejection> for AdminError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        AdminError::new(rejection.status(), "invalid_body", rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for AdminError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    }
+}
