@@ -135,6 +135,40 @@ def test_a_client_that_leaves_mid_stream_pays_for_what_it_got_and_no_more(gatewa
     wait_for_balance(admin, user, 1_000_000 - row["charge"])
 
 
+def leave_anthropic_stream(gateway, key, rid, text_deltas):
+    """Streams a long Anthropic answer and hangs up after `text_deltas`
+    text deltas (0: right after `message_start`)."""
+    seen = 0
+    with httpx.stream("POST", f"{gateway.url}/v1/messages", timeout=20,
+                      headers={"x-api-key": key["key"], "anthropic-version": "2023-06-01", "x-request-id": rid},
+                      json={"model": "claude-demo/stall-30/words-200", "stream": True, "max_tokens": 1024,
+                            "messages": [{"role": "user", "content": "Hello"}]}) as response:
+        for line in response.iter_lines():
+            seen += '"text_delta"' in line
+            if seen >= text_deltas and (seen or "message_start" in line):
+                break
+
+
+def test_leaving_an_anthropic_passthrough_stream_pays_for_the_text_received(gateway, admin):
+    user, key = admin.new_key(1_000_000)
+    rid = request_id("gone-passthrough")
+    leave_anthropic_stream(gateway, key, rid, text_deltas=3)
+    row = admin.call(rid)
+    assert (row["ending"], row["usage_source"]) == ("client_gone", "estimated")
+    assert 0 < row["completion_tokens"] < 200
+    assert row["charge"] == row["prompt_tokens"] + 2 * row["completion_tokens"]
+    wait_for_balance(admin, user, 1_000_000 - row["charge"])
+
+
+def test_leaving_an_anthropic_passthrough_stream_before_its_text_pays_nothing(gateway, admin):
+    user, key = admin.new_key(1_000_000)
+    rid = request_id("gone-passthrough-early")
+    leave_anthropic_stream(gateway, key, rid, text_deltas=0)
+    row = admin.call(rid)
+    assert (row["ending"], row["charge"]) == ("client_gone", 0)
+    wait_for_balance(admin, user, 1_000_000)
+
+
 def test_a_client_that_leaves_before_any_output_pays_nothing(gateway, admin):
     user, key = admin.new_key(1_000_000)
     rid = request_id("gone-early")

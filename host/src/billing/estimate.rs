@@ -1,8 +1,10 @@
 //! Sluice's own count of a call, for when the upstream reports none, and
 //! the built-in ratio model, for when the pricing plugin fails.
 
-use crate::plugins::bindings::{PriceTable, Usage};
+use crate::plugins::Translator;
+use crate::plugins::bindings::{Direction, PriceTable, Usage};
 use sluice_sdk::canonical::chat::ChatRequest;
+use sluice_sdk::sse::SseDecoder;
 
 pub use crate::tokens::answer_text as completion_text;
 
@@ -18,6 +20,27 @@ pub fn usage(request: &[u8], answer: &str) -> Usage {
         cache_write_tokens: 0,
         reasoning_tokens: 0,
     }
+}
+
+/// The answer text of a stream in `channel`'s protocol, read through the
+/// channel's translator; whatever it cannot read counts as no text.
+pub async fn stream_text(channel: &Translator, bytes: &[u8]) -> String {
+    let Ok(mut stream) = channel.open_stream(Direction::ToCanonical).await else {
+        return String::new();
+    };
+    let mut canonical = stream.push(bytes).await.unwrap_or_default();
+    if let Ok(end) = stream.finish().await {
+        canonical.extend(end.tail);
+    }
+    let mut text = String::new();
+    let mut decoder = SseDecoder::new();
+    let mut collect = |event: sluice_sdk::sse::SseEvent<'_>| {
+        crate::tokens::chunk_text(event.data, &mut text);
+        Ok::<(), std::convert::Infallible>(())
+    };
+    let _ = decoder.push(&canonical, &mut collect);
+    let _ = decoder.finish(&mut collect);
+    text
 }
 
 /// The ratio model's charge (`sluice_sdk::ratio`), or 0 for usage it

@@ -15,8 +15,8 @@
 
 mod estimate;
 
-use crate::plugins::Pricing;
 use crate::plugins::bindings::{Caller, Envelope, PriceTable, Usage};
+use crate::plugins::{Pricing, Translator};
 use crate::server::error::ApiError;
 use crate::store::calls::CallRecord;
 use crate::store::ledger::{Hold, HoldRefusal};
@@ -44,14 +44,30 @@ pub struct Billing {
 }
 
 /// What the call delivered to its client, for charging a call the client
-/// left early or whose upstream reported no usage.
-#[derive(Debug, Default)]
-pub struct Delivered {
-    /// Whether any part of an answer reached the client.
-    pub output: bool,
-    /// The answer's text as the client got it: content, reasoning, tool
-    /// names and arguments.
-    pub text: String,
+/// left early or whose upstream reported no usage. Text means what output
+/// tokens pay for: content, reasoning, refusals, tool names and arguments.
+pub enum Delivered {
+    /// The answer text that reached the client; empty if none did.
+    Text(String),
+    /// A whole answer reached the client; its text, if it was needed.
+    Answer(String),
+    /// A passthrough stream's bytes as the client got them, in the channel's
+    /// protocol: read (through the channel's translator) only if needed.
+    Encoded { channel: Translator, bytes: Vec<u8> },
+}
+
+impl Delivered {
+    /// Whether any answer reached the client, and its text.
+    async fn read(self) -> (bool, String) {
+        match self {
+            Delivered::Text(text) => (!text.is_empty(), text),
+            Delivered::Answer(text) => (true, text),
+            Delivered::Encoded { channel, bytes } => {
+                let text = estimate::stream_text(&channel, &bytes).await;
+                (!text.is_empty(), text)
+            }
+        }
+    }
 }
 
 /// A call's hold, to be settled when the call ends. Dropped unsettled (the
@@ -223,11 +239,15 @@ impl Ticket {
     ) {
         let charged_usage = match (record.ending.as_str(), reported) {
             ("complete", Some(usage)) => Some((usage, "upstream")),
-            ("client_gone", _) if !delivered.output => None,
-            ("client_gone", Some(usage)) => Some((usage, "upstream")),
-            ("complete" | "client_gone", None) => {
-                Some((self.estimate(delivered.text).await, "estimated"))
+            ("complete", None) => {
+                let (_, text) = delivered.read().await;
+                Some((self.estimate(text).await, "estimated"))
             }
+            ("client_gone", reported) => match (delivered.read().await, reported) {
+                ((false, _), _) => None,
+                (_, Some(usage)) => Some((usage, "upstream")),
+                ((true, text), None) => Some((self.estimate(text).await, "estimated")),
+            },
             _ => None,
         };
         let shown = charged_usage.map(|(usage, _)| usage).or(reported);

@@ -53,7 +53,7 @@ pub async fn serve_call(
             book.log.status = error.status.as_u16();
             book.log.outcome = "refused";
             book.log.error = Some(error.message.clone());
-            book.close(Delivered::default());
+            book.close(Delivered::Text(String::new()));
             inbound.error_response(&gateway, error).await
         }
     }
@@ -272,7 +272,7 @@ async fn attempt(
         if route.passthrough {
             return Ok(Attempt::Answered(Reply::Complete(
                 json_response(status, body),
-                Delivered::default(),
+                Delivered::Text(String::new()),
             )));
         }
         return Err(ApiError::upstream_rejected(
@@ -283,7 +283,7 @@ async fn attempt(
 
     if call.chat.stream {
         let road = if route.passthrough {
-            Road::passthrough(route.channel).await
+            Road::passthrough(route.channel, billed).await
         } else {
             Road::canonical(
                 (!route.channel_is_canonical).then_some(route.channel),
@@ -327,7 +327,7 @@ async fn attempt(
     };
     Ok(Attempt::Answered(Reply::Complete(
         json_response(StatusCode::OK, answer.body),
-        Delivered { output: true, text },
+        Delivered::Answer(text),
     )))
 }
 

@@ -37,8 +37,20 @@ pub enum Road {
     Passthrough {
         observer: Option<TranslatorStream>,
         used: Option<Usage>,
+        /// What went to the client, kept (up to `KEPT_BYTES`) to count the
+        /// answer should the call end without the upstream's usage.
+        kept: Option<Kept>,
     },
     Canonical(Box<CanonicalRoad>),
+}
+
+/// Most bytes of a passthrough stream kept for counting its answer: past
+/// it, the answer is counted as far as it was kept (under, never over).
+const KEPT_BYTES: usize = 4 << 20;
+
+pub struct Kept {
+    channel: Translator,
+    bytes: Vec<u8>,
 }
 
 pub struct CanonicalRoad {
@@ -52,10 +64,15 @@ pub struct CanonicalRoad {
 }
 
 impl Road {
-    pub async fn passthrough(channel: &Translator) -> Result<Road, CallError> {
+    /// `keep_text`: as for `canonical`.
+    pub async fn passthrough(channel: &Translator, keep_text: bool) -> Result<Road, CallError> {
         Ok(Road::Passthrough {
             observer: Some(channel.open_stream(Direction::Observe).await?),
             used: None,
+            kept: keep_text.then(|| Kept {
+                channel: channel.clone(),
+                bytes: Vec::new(),
+            }),
         })
     }
 
@@ -88,9 +105,14 @@ impl Road {
     /// Takes the next upstream bytes; appends what the client should get.
     async fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> {
         match self {
-            Road::Passthrough { observer, .. } => {
+            Road::Passthrough { observer, kept, .. } => {
                 if let Some(observer) = observer {
                     observer.push(chunk).await?;
+                }
+                if let Some(kept) = kept {
+                    let room = KEPT_BYTES.saturating_sub(kept.bytes.len());
+                    kept.bytes
+                        .extend_from_slice(&chunk[..chunk.len().min(room)]);
                 }
                 out.extend_from_slice(chunk);
             }
@@ -118,7 +140,7 @@ impl Road {
     /// The upstream ended: appends what is left and says how it ended.
     async fn finish(&mut self, out: &mut Vec<u8>) -> Result<Ending, CallError> {
         match self {
-            Road::Passthrough { observer, used } => {
+            Road::Passthrough { observer, used, .. } => {
                 let Some(observer) = observer.take() else {
                     return Ok(Ending::Truncated);
                 };
@@ -159,19 +181,16 @@ impl Road {
         }
     }
 
-    /// What reached the client. A passthrough road does not read the
-    /// answer, so it cannot tell text from framing: it reports none, and a
-    /// client that leaves it early is charged only what the upstream itself
-    /// reported (never a prompt for a stream that may have shown nothing).
+    /// What reached the client. A passthrough road kept the bytes; their
+    /// text is read only if the charge needs it.
     fn delivered(&mut self) -> Delivered {
         match self {
-            Road::Passthrough { .. } => Delivered::default(),
+            Road::Passthrough { kept, .. } => match kept.take() {
+                Some(Kept { channel, bytes }) => Delivered::Encoded { channel, bytes },
+                None => Delivered::Text(String::new()),
+            },
             Road::Canonical(road) => {
-                let text = road.relay.take_delivered().unwrap_or_default();
-                Delivered {
-                    output: !text.is_empty(),
-                    text,
-                }
+                Delivered::Text(road.relay.take_delivered().unwrap_or_default())
             }
         }
     }
@@ -412,7 +431,7 @@ mod tests {
         sizes: &[usize],
     ) -> (Vec<u8>, Option<Usage>, Ending) {
         let mut road = if passthrough {
-            Road::passthrough(channel.unwrap()).await
+            Road::passthrough(channel.unwrap(), false).await
         } else {
             Road::canonical(channel, client, false, false).await
         }
