@@ -120,6 +120,30 @@ impl Billing {
         self.store.reconcile(&self.instance).await
     }
 
+    /// Every minute, settles holds older than `after` whoever took them
+    /// (see `Store::reconcile_stale`).
+    pub fn sweep_stale_holds(self: &Arc<Self>, after: std::time::Duration) {
+        let billing = Arc::downgrade(self);
+        let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(billing) = billing.upgrade() else {
+                    return;
+                };
+                let before = crate::store::now_ms().saturating_sub(after);
+                match billing.store.reconcile_stale(before).await {
+                    Ok(0) => {}
+                    Ok(swept) => {
+                        tracing::warn!(swept, "refunded stale holds no live process settled")
+                    }
+                    Err(error) => tracing::error!(%error, "sweeping stale holds failed"),
+                }
+            }
+        });
+    }
+
     /// Waits for every settlement under way.
     pub async fn drain(&self) {
         self.settlements.close();

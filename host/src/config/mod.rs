@@ -167,6 +167,15 @@ pub struct BillingConfig {
     pub instance: Option<String>,
     /// Output tokens held at admission for a request without its own cap.
     pub completion_reserve_tokens: u32,
+    /// A hold older than this is settled as interrupted by whichever
+    /// process finds it (a retired replica's calls): longer than any call.
+    pub stale_hold_minutes: u64,
+}
+
+impl BillingConfig {
+    pub fn stale_hold_after(&self) -> Duration {
+        Duration::from_secs(self.stale_hold_minutes.saturating_mul(60))
+    }
 }
 
 impl Default for BillingConfig {
@@ -175,6 +184,7 @@ impl Default for BillingConfig {
             enabled: true,
             instance: None,
             completion_reserve_tokens: 1024,
+            stale_hold_minutes: 360,
         }
     }
 }

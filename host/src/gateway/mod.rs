@@ -64,7 +64,9 @@ impl Gateway {
             if reconciled > 0 {
                 tracing::warn!(reconciled, %instance, "refunded calls an earlier run left unsettled");
             }
-            Some(Arc::new(billing))
+            let billing = Arc::new(billing);
+            billing.sweep_stale_holds(config.billing.stale_hold_after());
+            Some(billing)
         } else {
             None
         };

@@ -86,11 +86,23 @@ impl Store {
     /// settling them: a crash or a kill) as interrupted calls: what they
     /// delivered is unknown, so they are refunded in full and logged.
     pub async fn reconcile(&self, instance: &str) -> Result<u64> {
+        self.interrupt(Some(instance), i64::MAX).await
+    }
+
+    /// Settles, as `reconcile` does, the holds of any instance taken before
+    /// `before` (ms since the epoch): calls no live process will settle,
+    /// such as those of a replica that was retired.
+    pub async fn reconcile_stale(&self, before: i64) -> Result<u64> {
+        self.interrupt(None, before).await
+    }
+
+    async fn interrupt(&self, instance: Option<&str>, before: i64) -> Result<u64> {
         let rows = sqlx::query(
             "SELECT request_id, tenant_id, user_id, key_id, model, protocol, stream, created_at
-             FROM holds WHERE instance = $1",
+             FROM holds WHERE ($1 IS NULL OR instance = $1) AND created_at < $2",
         )
         .bind(instance)
+        .bind(before)
         .fetch_all(self.pool())
         .await?;
         let mut settled = 0;
