@@ -8,14 +8,14 @@ use sluice_sdk::sse::SseDecoder;
 
 pub use crate::tokens::answer_text as completion_text;
 
-/// The usage of a call whose canonical request was `request` and whose
-/// answer (so far) is `answer`.
-pub fn usage(request: &[u8], answer: &str) -> Usage {
+/// The usage of a call to `model` whose canonical request was `request`
+/// and whose answer (so far) is `answer`.
+pub fn usage(model: &str, request: &[u8], answer: &str) -> Usage {
     let prompt_tokens = serde_json::from_slice::<ChatRequest>(request)
         .map_or(0, |request| crate::tokens::prompt_tokens(&request));
     Usage {
         prompt_tokens,
-        completion_tokens: crate::tokens::answer_tokens(answer),
+        completion_tokens: crate::tokens::answer_tokens(model, answer),
         cached_tokens: 0,
         cache_write_tokens: 0,
         reasoning_tokens: 0,

@@ -304,7 +304,8 @@ impl Ticket {
     /// the answer. Tokenizing is CPU work, done off the async threads.
     async fn estimate(&self, text: String) -> Usage {
         let canonical = self.canonical.clone();
-        tokio::task::spawn_blocking(move || estimate::usage(&canonical, &text))
+        let model = self.envelope.model.clone();
+        tokio::task::spawn_blocking(move || estimate::usage(&model, &canonical, &text))
             .await
             .unwrap_or(Usage {
                 prompt_tokens: 0,

@@ -1,6 +1,8 @@
 //! Counting tokens locally, for when no upstream count is at hand. OpenAI's
-//! `o200k_base` vocabulary is embedded in the binary (no download); other
-//! providers' tokenizers are not public, so their counts are estimates.
+//! vocabularies are embedded in the binary (no download) and chosen by model
+//! family: `cl100k_base` for GPT-4 and GPT-3.5, `o200k_base` for GPT-4o and
+//! later. Other providers' tokenizers are not public: their models are
+//! counted with `o200k_base`, an estimate.
 
 use serde::Deserialize;
 use sluice_sdk::canonical::chat::{ChatCompletion, ChatRequest, Content, Message};
@@ -17,7 +19,7 @@ const IMAGE_TOKENS: u64 = 765;
 /// (plus one) name; tool definitions their JSON; and 3 more prime the reply.
 /// Blocks the thread for long prompts: run it off the async workers.
 pub fn prompt_tokens(request: &ChatRequest) -> u64 {
-    let bpe = tiktoken_rs::o200k_base_singleton();
+    let bpe = vocabulary(&request.model);
     let messages: u64 = request.messages.iter().map(|m| message(bpe, m)).sum();
     let tools: u64 = request
         .tools
@@ -51,9 +53,19 @@ fn message(bpe: &CoreBPE, message: &Message) -> u64 {
     tokens
 }
 
-/// The size of an answer's text (see `answer_text`, `chunk_text`).
-pub fn answer_tokens(answer: &str) -> u64 {
-    text(tiktoken_rs::o200k_base_singleton(), answer)
+/// The size of an answer's text (see `answer_text`, `chunk_text`) from
+/// `model`.
+pub fn answer_tokens(model: &str, answer: &str) -> u64 {
+    text(vocabulary(model), answer)
+}
+
+/// The vocabulary `model` counts with.
+fn vocabulary(model: &str) -> &'static CoreBPE {
+    use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+    match get_tokenizer(model) {
+        Some(Tokenizer::Cl100kBase) => tiktoken_rs::cl100k_base_singleton(),
+        _ => tiktoken_rs::o200k_base_singleton(),
+    }
 }
 
 /// The text of a canonical (non-stream) answer that output tokens pay for:
@@ -179,8 +191,21 @@ mod tests {
         assert_eq!(streamed, "Hello \u{e9}get{\"a\"hmm");
         let answer = r#"{"id":"x","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}]}"#;
         assert_eq!(answer_text(answer.as_bytes()), "Hif{}");
-        assert_eq!(answer_tokens(""), 0);
-        assert!(answer_tokens("Hello there") >= 2);
+        assert_eq!(answer_tokens("m", ""), 0);
+        assert!(answer_tokens("m", "Hello there") >= 2);
+    }
+
+    #[test]
+    fn counts_with_the_vocabulary_of_the_model_family() {
+        // A string the two vocabularies split differently.
+        let text = "Здравствуйте, как дела? 你好世界 schnell";
+        let (cl100k, o200k) = (
+            answer_tokens("gpt-4-0613", text),
+            answer_tokens("gpt-4o-mini", text),
+        );
+        assert_ne!(cl100k, o200k);
+        assert_eq!(answer_tokens("gpt-3.5-turbo", text), cl100k);
+        assert_eq!(answer_tokens("claude-sonnet-4", text), o200k);
     }
 
     #[test]
