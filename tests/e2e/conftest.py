@@ -144,11 +144,15 @@ token_env = "SLUICE_E2E_ADMIN_TOKEN"
 
 def start_gateway(executable, config_text, log_format="text", database_url=None, directory=None):
     """Starts `sluice serve` on `config_text`, with its own SQLite file in
-    `directory` (a new one unless given) or the database at `database_url`."""
+    `directory` (a new one unless given) or the database at `database_url`.
+    Compiled plugins are cached across gateways (a debug build compiles them
+    in about twenty seconds; the cache is keyed by content and engine)."""
     directory = directory or tempfile.mkdtemp(prefix="sluice-e2e-")
     database_url = database_url or f"sqlite://{directory}/sluice.db"
     path = pathlib.Path(directory) / "sluice.toml"
-    path.write_text(config_text + f'\n[database]\nurl = "{database_url}"\n')
+    cache = ROOT / "target" / "e2e-plugin-cache"
+    path.write_text(config_text + f'\n[database]\nurl = "{database_url}"\n'
+                    + f'\n[plugins.runtime]\ncache_dir = "{cache}"\n')
     env = {
         "RUST_LOG": "info",
         "SLUICE_LOG_FORMAT": log_format,

@@ -12,7 +12,23 @@ import httpx
 import openai
 import pytest
 
-from conftest import ADMIN_TOKEN, KEY
+from conftest import ADMIN_TOKEN, KEY, Admin, gateway_config, postgres_database, start_gateway
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gateway(request, built, demo):
+    """The same tests on each store: a gateway on a SQLite file, then one
+    on a fresh PostgreSQL schema."""
+    executable, _ = built
+    database_url = postgres_database() if request.param == "postgres" else None
+    process = start_gateway(executable, gateway_config(demo.url), database_url=database_url)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(gateway):
+    return Admin(gateway.url)
 
 
 def gpt(gateway, key):

@@ -29,7 +29,7 @@ import uuid
 import httpx
 import pytest
 
-from conftest import ROOT, Admin, gateway_config, postgres_database, start_gateway
+from conftest import Admin, gateway_config, postgres_database, start_gateway
 
 TENANT = "ledger"
 BACKENDS = ["sqlite", "postgres"]
@@ -54,10 +54,7 @@ def backend_database(backend):
 
 
 def config_text(demo_url, extra=""):
-    """gateway_config, with compiled plugins cached across this file's six
-    gateway starts (a debug build compiles them in about twenty seconds)."""
-    cache = ROOT / "target" / "e2e-plugin-cache"
-    return gateway_config(demo_url, f'[plugins.runtime]\ncache_dir = "{cache}"\n') + extra
+    return gateway_config(demo_url) + extra
 
 
 def body(model, stream, **extra):
