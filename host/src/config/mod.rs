@@ -2,6 +2,7 @@
 //! optional; `examples/sluice.toml` documents each key.
 
 use crate::plugins::RuntimeConfig;
+use crate::store::channels::ChannelSpec;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,8 +19,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Channels seeded into the database at start.
     #[serde(default)]
-    pub channels: Vec<ChannelConfig>,
+    pub channels: Vec<ChannelSpec>,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
     /// Price tables seeded into the database at start.
@@ -80,39 +82,6 @@ impl UpstreamConfig {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    pub name: String,
-    /// The channel's wire protocol, e.g. `openai-chat`.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
-    /// Prefix of every upstream path, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
-    /// The environment variable holding the channel's credential. The
-    /// secret itself never appears in the file, logs or errors.
-    pub api_key_env: Option<String>,
-    /// Models served: exact names, or prefixes ending in `*`.
-    pub models: Vec<String>,
-    /// Client model name → the upstream's name for it.
-    #[serde(default)]
-    pub model_map: BTreeMap<String, String>,
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    #[serde(default)]
-    pub priority: i32,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-fn default_protocol() -> String {
-    "openai-chat".into()
-}
-
-fn default_weight() -> u32 {
-    1
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -324,17 +293,13 @@ impl Config {
             if channel.name == "demo" && self.demo.enabled {
                 return Err("channel name \"demo\" is reserved for the demo upstream".into());
             }
-            if !(channel.base_url.starts_with("http://")
-                || channel.base_url.starts_with("https://"))
-            {
+            if channel.api_key.is_some() {
                 return Err(format!(
-                    "channel {:?}: base_url must start with http:// or https://",
+                    "channel {:?}: a credential does not belong in the file; name its environment variable in api_key_env",
                     channel.name
                 ));
             }
-            if channel.models.is_empty() {
-                return Err(format!("channel {:?} serves no models", channel.name));
-            }
+            channel.check().map_err(|e| e.to_string())?;
         }
         let mut keys = std::collections::HashSet::new();
         for key in &self.keys {
@@ -402,6 +367,7 @@ mod tests {
                 .contains("http://")
         );
         assert!(error("[[keys]]\nkey = \"short\"\nuser = \"u\"").contains("shorter than 8"));
+        assert!(error(&format!("{channel}api_key = \"sk-live-secret\"\n")).contains("api_key_env"));
         assert!(error("lisen = \"1.2.3.4:5\"").contains("unknown field"));
     }
 

@@ -28,6 +28,7 @@ mod anthropic;
 mod gemini;
 mod openai;
 
+use crate::store::channels::ChannelSpec;
 use answer::{Answer, Tokens};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -106,19 +107,20 @@ pub const MODELS: [&str; 2] = ["demo", "demo-tools"];
 /// The channels through which a gateway serves the demo upstream at
 /// `addr`: `demo` models as OpenAI, `claude-demo` as Anthropic and
 /// `gemini-demo` as Gemini, each also with fault directives.
-pub fn channels(addr: std::net::SocketAddr) -> Vec<crate::config::ChannelConfig> {
-    let channel =
-        |name: &str, protocol: &str, path: &str, models: &[&str]| crate::config::ChannelConfig {
-            name: name.into(),
-            protocol: protocol.into(),
-            base_url: format!("http://{addr}{path}"),
-            api_key_env: None,
-            models: models.iter().map(|m| m.to_string()).collect(),
-            model_map: Default::default(),
-            weight: 1,
-            priority: 0,
-            tags: vec![],
-        };
+pub fn channels(addr: std::net::SocketAddr) -> Vec<ChannelSpec> {
+    let channel = |name: &str, protocol: &str, path: &str, models: &[&str]| ChannelSpec {
+        name: name.into(),
+        protocol: protocol.into(),
+        base_url: format!("http://{addr}{path}"),
+        api_key: None,
+        api_key_env: None,
+        models: models.iter().map(|m| m.to_string()).collect(),
+        model_map: Default::default(),
+        weight: 1,
+        priority: 0,
+        tags: vec![],
+        status: crate::store::accounts::ACTIVE.into(),
+    };
     vec![
         channel(
             "demo",

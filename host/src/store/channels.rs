@@ -3,14 +3,16 @@
 //! as an environment variable the gateway reads at load.
 
 use super::{Result, Store, StoreError, accounts::found, from_json, now_ms, to_json};
-use crate::config::ChannelConfig;
 use crate::routing::Secret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// A channel: in the configuration file's `[[channels]]`, in the admin
+/// API's requests, and as stored.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     /// The channel's name, unique: routers and call logs use it (the
     /// admin API takes it from the path).
@@ -19,8 +21,8 @@ pub struct ChannelSpec {
     #[serde(default = "default_protocol")]
     pub protocol: String,
     pub base_url: String,
-    /// The credential itself. Write-only: listings show only whether one is
-    /// set.
+    /// The credential itself (admin API only; never in the file).
+    /// Write-only: listings show only whether one is set.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub api_key: Option<Secret>,
@@ -80,24 +82,6 @@ impl From<&ChannelSpec> for ChannelInfo {
             priority: spec.priority,
             tags: spec.tags.clone(),
             status: spec.status.clone(),
-        }
-    }
-}
-
-impl From<&ChannelConfig> for ChannelSpec {
-    fn from(config: &ChannelConfig) -> Self {
-        ChannelSpec {
-            name: config.name.clone(),
-            protocol: config.protocol.clone(),
-            base_url: config.base_url.clone(),
-            api_key: None,
-            api_key_env: config.api_key_env.clone(),
-            models: config.models.clone(),
-            model_map: config.model_map.clone(),
-            weight: config.weight,
-            priority: config.priority,
-            tags: config.tags.clone(),
-            status: default_status(),
         }
     }
 }

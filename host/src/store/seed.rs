@@ -8,12 +8,12 @@ use super::channels::ChannelSpec;
 use super::ledger::QuotaChange;
 use super::prices::ratio;
 use super::{Result, Store, StoreError, accounts::digest, now_ms, to_json};
-use crate::config::{ChannelConfig, Config, KeyConfig};
+use crate::config::{Config, KeyConfig};
 
 const DEFAULT_GROUP: &str = "default";
 
 impl Store {
-    pub async fn seed(&self, config: &Config, channels: &[ChannelConfig]) -> Result<()> {
+    pub async fn seed(&self, config: &Config, channels: &[ChannelSpec]) -> Result<()> {
         if !config.groups.contains_key(DEFAULT_GROUP) {
             sqlx::query("INSERT INTO groups (id, ratio, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
                 .bind(DEFAULT_GROUP)
@@ -29,7 +29,7 @@ impl Store {
             self.put_price(price).await?;
         }
         for channel in channels {
-            self.put_channel(&ChannelSpec::from(channel), true).await?;
+            self.put_channel(channel, true).await?;
         }
         for key in &config.keys {
             self.seed_key(key).await?;
