@@ -9,8 +9,8 @@ use super::inbound::Inbound;
 use super::stream::{FirstOutput, RelayStream, Road};
 use crate::auth::ApiKey;
 use crate::billing::Delivered;
-use crate::plugins::Translator;
 use crate::plugins::bindings::{Envelope, ErrorResponse, Usage, Verdict};
+use crate::plugins::{Chain, Translator};
 use crate::protocol::CANONICAL;
 use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
@@ -67,6 +67,7 @@ enum Reply {
 
 /// The client's request, read and brought to canonical form.
 struct Call<'a> {
+    chain: Arc<Chain>,
     inbound: Inbound,
     /// The body as the client sent it, for a channel of its own protocol.
     original: Bytes,
@@ -83,12 +84,14 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
+    // The plugin chain of this call, whatever swaps happen meanwhile.
+    let chain = gateway.chain.load_full();
     let log = &mut book.log;
     let key = gateway.keys.authenticate(headers).await?;
     log.caller = Some(key.caller.clone());
     let original = read_limited(body, headers, gateway.max_body_bytes).await?;
     let chat =
-        parse_chat(to_canonical(gateway, inbound, &original).await?).map_err(ApiError::invalid)?;
+        parse_chat(to_canonical(&chain, inbound, &original).await?).map_err(ApiError::invalid)?;
     log.model = Some(chat.model.clone());
     log.stream = chat.stream;
     if !key.may_use(&chat.model) {
@@ -101,7 +104,7 @@ async fn serve(
     let mut envelope = envelope(&chat, &key, inbound);
 
     let text = Arc::new(MessageText(chat.body.clone()));
-    match gateway.chain.risk.check(&envelope, &key.caller, text).await {
+    match chain.risk.check(&envelope, &key.caller, text).await {
         Ok(Verdict::Allow(tags)) => envelope.tags.extend(tags),
         Ok(Verdict::Deny(denial)) => return Err(ApiError::denied(denial)),
         Err(fault) => return Err(ApiError::plugin(&fault)),
@@ -112,7 +115,7 @@ async fn serve(
         book.ticket = Some(
             billing
                 .admit(
-                    &gateway.chain.pricing,
+                    &chain.pricing,
                     &book.log.request_id,
                     &key.caller,
                     key.group_ratio,
@@ -125,8 +128,7 @@ async fn serve(
     }
 
     let candidates: Vec<_> = channels.iter().map(|c| c.candidate()).collect();
-    let order = gateway
-        .chain
+    let order = chain
         .router
         .route(&envelope, &key.caller, &candidates)
         .await
@@ -136,6 +138,7 @@ async fn serve(
     }
 
     let call = Call {
+        chain,
         inbound,
         original,
         headers,
@@ -161,15 +164,14 @@ async fn serve(
 
 /// The client's body in canonical form.
 pub(super) async fn to_canonical(
-    gateway: &Gateway,
+    chain: &Chain,
     inbound: Inbound,
     original: &Bytes,
 ) -> Result<Bytes, ApiError> {
     if inbound.is_canonical() {
         return Ok(original.clone());
     }
-    let translator = gateway
-        .chain
+    let translator = chain
         .translator(inbound.protocol())
         .expect("Gateway::new checked every inbound protocol has a translator");
     translator
@@ -208,10 +210,9 @@ async fn attempt(
     let log = &mut book.log;
     let plugin = |fault| ApiError::plugin(&fault);
     let translator = |protocol: &str| {
-        gateway
-            .chain
+        call.chain
             .translator(protocol)
-            .expect("Gateway::new checked every protocol has a translator")
+            .expect("every chain serves every channel's and inbound protocol")
     };
     let route = Route {
         channel: translator(&channel.protocol),

@@ -38,7 +38,12 @@ async fn count(gateway: &Gateway, headers: &HeaderMap, body: Body) -> Result<u64
     // A count request has no `max_tokens`, which a Messages request needs.
     request.entry("max_tokens").or_insert(1.into());
     let as_message = serde_json::to_vec(&request).expect("a JSON map serializes");
-    let canonical = to_canonical(gateway, Inbound::AnthropicMessages, &as_message.into()).await?;
+    let canonical = to_canonical(
+        &gateway.chain.load(),
+        Inbound::AnthropicMessages,
+        &as_message.into(),
+    )
+    .await?;
     let chat = parse_chat(canonical).map_err(ApiError::invalid)?;
     if !key.may_use(&chat.model) || gateway.channels.load().candidates(&chat.model).is_empty() {
         return Err(ApiError::model_not_found(&chat.model));

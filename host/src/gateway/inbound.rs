@@ -38,8 +38,8 @@ impl Inbound {
         if self.is_canonical() {
             return error.into_response();
         }
-        let translator = gateway
-            .chain
+        let chain = gateway.chain.load();
+        let translator = chain
             .translator(self.protocol())
             .expect("Gateway::new checked every inbound protocol has a translator");
         let canonical = ErrorResponse {

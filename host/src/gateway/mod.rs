@@ -13,7 +13,7 @@ pub use inbound::Inbound;
 
 use crate::auth::KeyStore;
 use crate::billing::Billing;
-use crate::config::Config;
+use crate::config::{Config, PluginsConfig};
 use crate::plugins::{Chain, Runtime};
 use crate::routing::{ChannelTable, Secret};
 use crate::store::Store;
@@ -26,14 +26,15 @@ pub struct Gateway {
     pub store: Store,
     pub keys: KeyStore,
     pub channels: ArcSwap<ChannelTable>,
-    pub chain: Chain,
+    /// The current plugin chain; a request takes it once (see `Chain`).
+    pub chain: ArcSwap<Chain>,
+    plugins: PluginsConfig,
     pub upstream: UpstreamClient,
     /// `None` when billing is off.
     pub billing: Option<Arc<Billing>>,
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
-    /// Keeps the plugin runtime (and its epoch thread) alive.
-    _runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
 }
 
 impl Gateway {
@@ -42,7 +43,7 @@ impl Gateway {
     /// of this instance left open, and loads the plugin chain.
     pub async fn new(config: &Config, instance: String) -> Result<Self, String> {
         let runtime = Runtime::new(config.plugins.runtime.clone()).map_err(|e| e.to_string())?;
-        let chain = Chain::load(&runtime, &config.plugins).await?;
+        let chain = Chain::load(&runtime, &config.plugins, None).await?;
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| format!("database {}: {e}", redacted_url(&config.database.url)))?;
@@ -50,7 +51,9 @@ impl Gateway {
             .seed(config, &config.channels)
             .await
             .map_err(|e| format!("seeding the database from the configuration: {e}"))?;
-        let channels = load_channels(&store, &chain).await?;
+        let specs = store.channels().await.map_err(|e| e.to_string())?;
+        serves_all(&chain, &specs)?;
+        let channels = ChannelTable::new(&specs)?;
         let billing = if config.billing.enabled {
             let billing = Billing::new(
                 store.clone(),
@@ -76,57 +79,82 @@ impl Gateway {
             })?)),
             None => None,
         };
-        for inbound in [Inbound::OpenAiChat, Inbound::AnthropicMessages] {
-            if chain.translator(inbound.protocol()).is_none() {
-                return Err(format!(
-                    "[plugins.translators] must name a translator for {:?}",
-                    inbound.protocol()
-                ));
-            }
-        }
         Ok(Gateway {
             keys: KeyStore::new(store.clone()),
             store,
             channels: ArcSwap::from_pointee(channels),
-            chain,
+            chain: ArcSwap::from_pointee(chain),
+            plugins: config.plugins.clone(),
             upstream: UpstreamClient::new(config.upstream.clone()),
             billing,
             admin_token,
             max_body_bytes: config.max_body_bytes,
-            _runtime: runtime,
+            runtime,
         })
+    }
+
+    /// Loads the plugin chain again (after the plugin folder changed) and
+    /// swaps it in if every bundle loads and checks; otherwise the current
+    /// chain keeps serving and the reason is logged.
+    pub async fn reload_plugins(&self) {
+        let previous = self.chain.load_full();
+        let reloaded = match Chain::load(&self.runtime, &self.plugins, Some(&previous)).await {
+            Ok(chain) => match self.store.channels().await {
+                Ok(specs) => serves_all(&chain, &specs).map(|()| chain),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(reason) => Err(reason),
+        };
+        match reloaded {
+            Ok(chain) => {
+                let changed = chain.changed_since(&previous);
+                if !changed.is_empty() {
+                    tracing::info!(?changed, "plugin chain swapped");
+                    self.chain.store(Arc::new(chain));
+                }
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "plugin bundle refused; the previous chain keeps serving")
+            }
+        }
     }
 
     /// Re-reads the channels from the database (after the admin API
     /// changed them); requests in flight keep the table they started with.
     pub async fn reload_channels(&self) -> Result<(), String> {
-        self.channels
-            .store(Arc::new(load_channels(&self.store, &self.chain).await?));
+        let specs = self.store.channels().await.map_err(|e| e.to_string())?;
+        serves_all(&self.chain.load(), &specs)?;
+        self.channels.store(Arc::new(ChannelTable::new(&specs)?));
         Ok(())
     }
 
     /// Checks a channel can be served before it is stored.
     pub fn check_channel(&self, spec: &ChannelSpec) -> Result<(), String> {
-        translatable(&self.chain, spec)?;
+        serves_all(&self.chain.load(), std::slice::from_ref(spec))?;
         ChannelTable::new(std::slice::from_ref(spec)).map(|_| ())
     }
 }
 
-async fn load_channels(store: &Store, chain: &Chain) -> Result<ChannelTable, String> {
-    let specs = store.channels().await.map_err(|e| e.to_string())?;
-    for spec in &specs {
-        translatable(chain, spec)?;
+/// Whether `chain` has a translator for every inbound protocol and for
+/// every channel of `specs`.
+fn serves_all(chain: &Chain, specs: &[ChannelSpec]) -> Result<(), String> {
+    for inbound in [Inbound::OpenAiChat, Inbound::AnthropicMessages] {
+        if chain.translator(inbound.protocol()).is_none() {
+            return Err(format!(
+                "[plugins.translators] must name a translator for {:?}",
+                inbound.protocol()
+            ));
+        }
     }
-    ChannelTable::new(&specs)
-}
-
-fn translatable(chain: &Chain, spec: &ChannelSpec) -> Result<(), String> {
-    match chain.translator(&spec.protocol) {
-        Some(_) => Ok(()),
-        None => Err(format!(
+    match specs
+        .iter()
+        .find(|spec| chain.translator(&spec.protocol).is_none())
+    {
+        Some(spec) => Err(format!(
             "channel {:?} speaks {:?}, which no translator in [plugins.translators] handles",
             spec.name, spec.protocol
         )),
+        None => Ok(()),
     }
 }
 

@@ -10,11 +10,17 @@ use crate::config::PluginsConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// One version of the chain. Requests take the current one once, when they
+/// start, and keep it to the end, so a swap never changes a request in
+/// flight.
 pub struct Chain {
     pub risk: Risk,
     pub router: Router,
     pub pricing: Pricing,
     translators: HashMap<String, Translator>,
+    /// Bundle name → (what was loaded, the plugin), so the next version of
+    /// the chain reuses every plugin whose bundle did not change.
+    loaded: HashMap<String, (String, LoadedPlugin)>,
 }
 
 impl Chain {
@@ -23,8 +29,13 @@ impl Chain {
     }
 
     /// Loads the chain `config` names. A bundle in the folder replaces a
-    /// built-in of the same name.
-    pub async fn load(runtime: &Arc<Runtime>, config: &PluginsConfig) -> Result<Self, String> {
+    /// built-in of the same name. Plugins of `previous` whose bundle and
+    /// configuration are unchanged are reused, not loaded again.
+    pub async fn load(
+        runtime: &Arc<Runtime>,
+        config: &PluginsConfig,
+        previous: Option<&Chain>,
+    ) -> Result<Self, String> {
         let mut bundles: BTreeMap<String, Bundle> = builtin::bundles()
             .into_iter()
             .map(|b| (b.manifest.name.clone(), b))
@@ -34,20 +45,21 @@ impl Chain {
                 bundles.insert(bundle.manifest.name.clone(), bundle);
             }
         }
-        let risk = kind(load(runtime, &bundles, config, &config.risk).await?, "risk")?;
-        let router = kind(
-            load(runtime, &bundles, config, &config.router).await?,
-            "router",
-        )?;
-        let pricing = kind(
-            load(runtime, &bundles, config, &config.pricing).await?,
-            "pricing",
-        )?;
+        let mut loader = Loader {
+            runtime,
+            bundles: &bundles,
+            config,
+            previous: previous.map(|chain| &chain.loaded),
+            loaded: HashMap::new(),
+        };
+        let risk = kind(loader.load(&config.risk).await?, "risk")?;
+        let router = kind(loader.load(&config.router).await?, "router")?;
+        let pricing = kind(loader.load(&config.pricing).await?, "pricing")?;
         let mut translators = HashMap::new();
         for (protocol, name) in &config.translators {
             translators.insert(
                 protocol.clone(),
-                kind(load(runtime, &bundles, config, name).await?, "translator")?,
+                kind(loader.load(name).await?, "translator")?,
             );
         }
         Ok(Chain {
@@ -55,29 +67,70 @@ impl Chain {
             router,
             pricing,
             translators,
+            loaded: loader.loaded,
         })
+    }
+
+    /// The bundles of this chain that `previous` did not have as they are.
+    pub fn changed_since(&self, previous: &Chain) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .loaded
+            .iter()
+            .filter(|(name, (fingerprint, _))| {
+                previous
+                    .loaded
+                    .get(*name)
+                    .is_none_or(|(before, _)| before != fingerprint)
+            })
+            .map(|(_, (_, plugin))| plugin.id().to_string())
+            .collect();
+        changed.sort();
+        changed
     }
 }
 
-/// Loads the bundle called `name`, with the configuration `config` gives it.
-async fn load(
-    runtime: &Arc<Runtime>,
-    bundles: &BTreeMap<String, Bundle>,
-    config: &PluginsConfig,
-    name: &str,
-) -> Result<LoadedPlugin, String> {
-    let mut bundle = bundles
-        .get(name)
-        .cloned()
-        .ok_or_else(|| format!("no plugin bundle is named {name:?}"))?;
-    if let Some(table) = config.config.get(name) {
-        bundle.manifest.config = table.clone();
+struct Loader<'a> {
+    runtime: &'a Arc<Runtime>,
+    bundles: &'a BTreeMap<String, Bundle>,
+    config: &'a PluginsConfig,
+    previous: Option<&'a HashMap<String, (String, LoadedPlugin)>>,
+    loaded: HashMap<String, (String, LoadedPlugin)>,
+}
+
+impl Loader<'_> {
+    /// The bundle called `name`, with the configuration `config` gives it:
+    /// the plugin loaded before if nothing about it changed.
+    async fn load(&mut self, name: &str) -> Result<LoadedPlugin, String> {
+        let mut bundle = self
+            .bundles
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no plugin bundle is named {name:?}"))?;
+        if let Some(table) = self.config.config.get(name) {
+            bundle.manifest.config = table.clone();
+        }
+        // The component's digest and every manifest setting (limits,
+        // configuration) make the plugin what it is.
+        let fingerprint = format!("{}{:?}", bundle.id().content_hash, bundle.manifest);
+        let unchanged = self
+            .loaded
+            .get(name)
+            .or_else(|| self.previous.and_then(|previous| previous.get(name)))
+            .filter(|(before, _)| *before == fingerprint)
+            .map(|(_, plugin)| plugin.clone());
+        let plugin = match unchanged {
+            Some(plugin) => plugin,
+            None => self
+                .runtime
+                .load(&bundle)
+                .await
+                .map(|loaded| loaded.plugin)
+                .map_err(|e| e.to_string())?,
+        };
+        self.loaded
+            .insert(name.to_string(), (fingerprint, plugin.clone()));
+        Ok(plugin)
     }
-    runtime
-        .load(&bundle)
-        .await
-        .map(|loaded| loaded.plugin)
-        .map_err(|e| e.to_string())
 }
 
 fn kind<P: TryFrom<LoadedPlugin, Error = LoadedPlugin>>(

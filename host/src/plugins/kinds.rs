@@ -15,6 +15,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 
 /// A loaded plugin version of some kind.
+#[derive(Clone)]
 pub enum LoadedPlugin {
     Router(Plugin<RouterPlugin>),
     Risk(Plugin<RiskPlugin>),

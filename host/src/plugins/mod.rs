@@ -11,6 +11,7 @@ mod kinds;
 mod pool;
 mod runtime;
 mod state;
+pub mod watch;
 
 pub use bundle::{
     Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind, hex,

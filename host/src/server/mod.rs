@@ -47,6 +47,10 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         }
     });
     let gateway = Arc::new(Gateway::new(&config, instance).await?);
+    let _watcher = match &config.plugins.dir {
+        Some(dir) => Some(crate::plugins::watch::watch(Arc::downgrade(&gateway), dir)?),
+        None => None,
+    };
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let listeners = bind_shared(config.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
