@@ -105,10 +105,6 @@ impl Billing {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Re-reads the price tables (after the admin API changed them).
     pub async fn reload_prices(&self) -> Result<(), StoreError> {
         self.prices.store(Arc::new(self.store.prices().await?));
