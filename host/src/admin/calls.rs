@@ -1,7 +1,8 @@
-//! Call logs and usage statistics.
+//! Call logs, usage statistics and plugin figures.
 
 use super::{AdminResult, Params};
 use crate::gateway::Gateway;
+use crate::plugins::metrics::PluginReport;
 use crate::store::calls::{CallFilter, CallPage, Dimension, UsageLine};
 use axum::Json;
 use axum::extract::State;
@@ -50,4 +51,11 @@ pub async fn usage(
     Params(filter): Params<CallFilter>,
 ) -> AdminResult<Vec<UsageLine>> {
     Ok(Json(gateway.store.usage(&filter, by.by).await?))
+}
+
+/// Calls, failures by kind and call-duration percentiles of every plugin
+/// version loaded since start (also on `/metrics` for Prometheus).
+#[utoipa::path(get, path = "/admin/plugins/metrics", responses((status = 200, body = Vec<PluginReport>)))]
+pub async fn plugin_metrics(State(gateway): State<Arc<Gateway>>) -> AdminResult<Vec<PluginReport>> {
+    Ok(Json(gateway.plugin_metrics().reports()))
 }

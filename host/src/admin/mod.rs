@@ -32,7 +32,7 @@ use utoipa::OpenApi;
         accounts::list_keys, accounts::create_key, accounts::update_key,
         channels::list_channels, channels::put_channel, channels::update_channel_status,
         channels::list_prices, channels::put_price, channels::delete_price,
-        calls::list_calls, calls::usage,
+        calls::list_calls, calls::usage, calls::plugin_metrics,
     ),
     modifiers(&BearerAuth),
     security(("admin_token" = [])),
@@ -89,6 +89,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/calls", get(calls::list_calls))
         .route("/usage", get(calls::usage))
+        .route("/plugins/metrics", get(calls::plugin_metrics))
         .route_layer(middleware::from_fn_with_state(gateway, admin_only))
 }
 

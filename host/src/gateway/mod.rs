@@ -93,6 +93,11 @@ impl Gateway {
         })
     }
 
+    /// Figures of every plugin version loaded since start.
+    pub fn plugin_metrics(&self) -> &crate::plugins::metrics::MetricsRegistry {
+        &self.runtime.metrics
+    }
+
     /// Loads the plugin chain again (after the plugin folder changed) and
     /// swaps it in if every bundle loads and checks; otherwise the current
     /// chain keeps serving and the reason is logged.

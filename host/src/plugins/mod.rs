@@ -8,6 +8,7 @@ mod cache;
 mod chain;
 mod fault;
 mod kinds;
+pub mod metrics;
 mod pool;
 mod runtime;
 mod state;

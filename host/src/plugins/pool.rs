@@ -8,10 +8,11 @@ use super::bindings::{
 };
 use super::bundle::{Instances, PluginId};
 use super::fault::{CallError, Failure, classify};
+use super::metrics::PluginMetrics;
 use super::runtime::Runtime;
 use super::state::PluginState;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
@@ -64,6 +65,7 @@ pub(super) struct Pool<W: World> {
     settings: PoolSettings,
     pre: W::Pre,
     idle: Mutex<Vec<Instance<W>>>,
+    metrics: Arc<PluginMetrics>,
 }
 
 /// A store with its instance. Nothing else ever runs in this store.
@@ -71,6 +73,8 @@ pub(super) struct Instance<W> {
     pub store: Store<PluginState>,
     pub bindings: W,
     calls: u64,
+    /// When the current call started.
+    armed_at: Instant,
 }
 
 impl<W: World> Pool<W> {
@@ -79,6 +83,7 @@ impl<W: World> Pool<W> {
         id: Arc<PluginId>,
         settings: PoolSettings,
         pre: W::Pre,
+        metrics: Arc<PluginMetrics>,
     ) -> Self {
         Pool {
             runtime,
@@ -86,6 +91,7 @@ impl<W: World> Pool<W> {
             settings,
             pre,
             idle: Mutex::new(Vec::new()),
+            metrics,
         }
     }
 
@@ -105,6 +111,7 @@ impl<W: World> Pool<W> {
                 store,
                 bindings,
                 calls: 0,
+                armed_at: Instant::now(),
             }),
             Err(error) => {
                 let failure = if error.downcast_ref::<wasmtime::Trap>().is_some()
@@ -164,7 +171,9 @@ impl<W: World> Pool<W> {
         }
     }
 
+    /// The call failed: counted, and named for the caller.
     pub fn error(&self, failure: Failure) -> CallError {
+        self.metrics.failure(&failure);
         CallError {
             plugin: self.id.clone(),
             failure,
@@ -173,6 +182,7 @@ impl<W: World> Pool<W> {
 
     pub fn arm(&self, instance: &mut Instance<W>) {
         instance.calls += 1;
+        instance.armed_at = Instant::now();
         self.runtime
             .arm_deadline(&mut instance.store, self.settings.deadline);
     }
@@ -184,6 +194,7 @@ impl<W: World> Pool<W> {
         instance: &Instance<W>,
         result: wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<Result<R, CallError>, CallError> {
+        self.metrics.call(instance.armed_at.elapsed());
         match result {
             Ok(Ok(value)) => Ok(Ok(value)),
             Ok(Err(refusal)) => Ok(Err(self.error(Failure::Refused {

@@ -8,6 +8,7 @@ use super::bundle::{Bundle, PluginId, PluginKind};
 use super::cache::{ArtifactCache, Origin};
 use super::fault::DeadlineReached;
 use super::kinds::{LoadedPlugin, Plugin};
+use super::metrics::MetricsRegistry;
 use super::pool::{Pool, PoolSettings, World};
 use super::state::PluginState;
 use serde::Deserialize;
@@ -78,6 +79,8 @@ pub struct Runtime {
     linkers: [Linker<PluginState>; 4],
     cache: Option<ArtifactCache>,
     config: RuntimeConfig,
+    /// Figures of every plugin version loaded.
+    pub metrics: MetricsRegistry,
     _ticker: EpochTicker,
 }
 
@@ -128,6 +131,7 @@ impl Runtime {
             engine,
             linkers,
             cache,
+            metrics: MetricsRegistry::default(),
             config,
             _ticker: ticker,
         }))
@@ -191,6 +195,7 @@ impl Runtime {
             id.clone(),
             settings,
             pre,
+            self.metrics.register(id.clone()),
         )))
     }
 

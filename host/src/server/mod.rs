@@ -149,6 +149,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .nest("/admin", crate::admin::router(gateway.clone()))
         .fallback(unknown)
         .method_not_allowed_fallback(wrong_method)
@@ -218,6 +219,18 @@ async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
         json!({ "object": "list", "data": data })
     };
     axum::Json(body).into_response()
+}
+
+/// Plugin figures in Prometheus' text format.
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gateway.plugin_metrics().prometheus(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

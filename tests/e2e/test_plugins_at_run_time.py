@@ -1,18 +1,21 @@
-"""The plugin folder is watched: a bundle copied in replaces the chain's
-plugin of its name without a restart, a broken bundle is refused with one
-log line while the previous chain keeps serving, and removing the bundle
-brings the built-in back."""
+"""Plugins at run time: the plugin folder is watched (a bundle moved in
+replaces the chain's plugin of its name without a restart, a broken bundle
+is refused with one log line while the previous chain keeps serving, and
+removing the bundle brings the built-in back), and every plugin version's
+calls, faults and durations are counted for the admin API and Prometheus."""
 
 import json
 import pathlib
+import re
 import shutil
 import tempfile
 import time
 
+import httpx
 import openai
 import pytest
 
-from conftest import KEY, gateway_config, start_gateway
+from conftest import KEY, Admin, gateway_config, start_gateway
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
@@ -70,3 +73,27 @@ def test_the_plugin_folder_is_watched_and_bad_bundles_are_refused(built, demo):
         wait_for(lambda: not routed_by_the_faulty_router(client), "the built-in router to return")
     finally:
         process.stop()
+
+
+def test_plugin_figures_count_calls_and_faults_per_version(faulty_gateway):
+    client = openai.OpenAI(api_key=KEY, base_url=f"{faulty_gateway.url}/v1", max_retries=0, timeout=20)
+    admin = Admin(faulty_gateway.url)
+
+    def figures():
+        return {r["plugin"]: r for r in admin.get("/plugins/metrics")}
+
+    before = figures()["faulty-router"]
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="fault/loop", messages=MESSAGES)
+    assert client.chat.completions.create(model="demo", messages=MESSAGES).choices
+    after = figures()["faulty-router"]
+    assert after["calls"] >= before["calls"] + 2
+    assert after["failures"]["plugin_deadline"] == before["failures"]["plugin_deadline"] + 1
+    assert after["p99_ms"] is not None and after["content_hash"]
+
+    text = httpx.get(f"{faulty_gateway.url}/metrics", timeout=10).text
+    deadline = re.search(
+        r'^sluice_plugin_failures_total\{plugin="faulty-router",[^}]*failure="plugin_deadline"\} (\d+)$',
+        text, re.M)
+    assert deadline and int(deadline.group(1)) == after["failures"]["plugin_deadline"]
+    assert re.search(r'^sluice_plugin_call_duration_seconds_bucket\{plugin="pricing",.*le="\+Inf"\} \d+$', text, re.M)
