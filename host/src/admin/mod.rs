@@ -1,20 +1,22 @@
 //! The admin REST API under `/admin`: accounts, keys, quota, channels,
-//! prices, call logs and usage statistics, described by the OpenAPI
-//! document at `/admin/openapi.json`. Every route needs the admin token
-//! (`Authorization: Bearer …`); without a configured token the API answers
-//! 404, as if it did not exist.
+//! prices, plugin bundles, call logs, usage statistics and the audit log,
+//! described by the OpenAPI document at `/admin/openapi.json`. Every route
+//! needs the admin token (`Authorization: Bearer …`); without a configured
+//! token the API answers 404, as if it did not exist. Every request that
+//! may change something is recorded in the audit log, whatever its answer.
 
 mod accounts;
 mod calls;
 mod channels;
+mod plugins;
 
 use crate::gateway::Gateway;
 use crate::store::StoreError;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use axum::routing::{get, patch, post, put};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -23,7 +25,7 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sluice admin API", description = "Accounts, quota, channels, prices and call logs of a Sluice gateway. Amounts are integer quota units; times are milliseconds since the Unix epoch."),
+    info(title = "Sluice admin API", description = "Accounts, quota, channels, prices, plugin bundles, call logs and the audit log of a Sluice gateway. Amounts are integer quota units; times are milliseconds since the Unix epoch."),
     paths(
         accounts::list_tenants, accounts::create_tenant, accounts::update_tenant,
         accounts::list_groups, accounts::put_group,
@@ -33,6 +35,7 @@ use utoipa::OpenApi;
         channels::list_channels, channels::put_channel, channels::update_channel_status,
         channels::list_prices, channels::put_price, channels::delete_price,
         calls::list_calls, calls::usage, calls::plugin_metrics,
+        plugins::upload, plugins::list, plugins::activate, plugins::rollback, plugins::audit,
     ),
     modifiers(&BearerAuth),
     security(("admin_token" = [])),
@@ -90,12 +93,98 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/calls", get(calls::list_calls))
         .route("/usage", get(calls::usage))
         .route("/plugins/metrics", get(calls::plugin_metrics))
+        .route(
+            "/plugins",
+            get(plugins::list)
+                .post(plugins::upload)
+                // Base64 makes the body a third larger than the component.
+                .layer(DefaultBodyLimit::max(
+                    gateway.max_bundle_bytes() / 3 * 4 + (64 << 10),
+                )),
+        )
+        .route("/plugins/{name}/activate", post(plugins::activate))
+        .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/audit", get(plugins::audit))
+        .route_layer(middleware::from_fn_with_state(gateway.clone(), audit))
         .route_layer(middleware::from_fn_with_state(gateway, admin_only))
+}
+
+/// Who is making an admin request: `operator` for the admin token.
+#[derive(Clone, Debug)]
+pub struct Actor(pub String);
+
+/// What an admin change acted on, for the audit log; a handler adds it to
+/// its answer (success or error), else the path stands for it.
+#[derive(Clone, Debug)]
+pub struct Audited {
+    target: String,
+    content_hash: Option<String>,
+}
+
+impl Audited {
+    fn target(target: String) -> Self {
+        Audited {
+            target,
+            content_hash: None,
+        }
+    }
+
+    fn plugin(name: &str, version: &str, content_hash: &str) -> Self {
+        Audited {
+            target: format!("plugin {name}@{version}"),
+            content_hash: Some(content_hash.into()),
+        }
+    }
+}
+
+impl IntoResponseParts for Audited {
+    type Error = std::convert::Infallible;
+    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        parts.extensions_mut().insert(self);
+        Ok(parts)
+    }
+}
+
+/// Records every request that may change something once it is answered.
+async fn audit(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    // Nesting strips the prefix this router is served under.
+    let action = format!("{} /admin{}", request.method(), request.uri().path());
+    let actor = request
+        .extensions()
+        .get::<Actor>()
+        .map_or_else(String::new, |actor| actor.0.clone());
+    let response = next.run(request).await;
+    let audited = response.extensions().get::<Audited>();
+    let target = audited.map_or_else(
+        || {
+            action
+                .split_once(' ')
+                .map_or("", |(_, path)| path)
+                .to_string()
+        },
+        |a| a.target.clone(),
+    );
+    let hash = audited.and_then(|a| a.content_hash.as_deref());
+    if let Err(error) = gateway
+        .store
+        .record_audit(&actor, &action, &target, response.status().as_u16(), hash)
+        .await
+    {
+        tracing::error!(%error, %actor, %action, "the audit log could not record an admin request");
+    }
+    response
 }
 
 /// Lets through requests that carry the admin token. Compares digests, so
 /// the time taken says nothing about the token.
-async fn admin_only(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+async fn admin_only(
+    State(gateway): State<Arc<Gateway>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = &gateway.admin_token else {
         return AdminError::new(
             StatusCode::NOT_FOUND,
@@ -118,6 +207,7 @@ async fn admin_only(State(gateway): State<Arc<Gateway>>, request: Request, next:
         )
         .into_response();
     }
+    request.extensions_mut().insert(Actor("operator".into()));
     next.run(request).await
 }
 
@@ -131,6 +221,7 @@ pub struct AdminError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    audited: Option<Audited>,
 }
 
 impl AdminError {
@@ -139,7 +230,13 @@ impl AdminError {
             status,
             code,
             message: message.into(),
+            audited: None,
         }
+    }
+
+    fn audited(mut self, audited: Audited) -> Self {
+        self.audited = Some(audited);
+        self
     }
 }
 
@@ -177,7 +274,7 @@ impl IntoResponse for AdminError {
             "invalid_request_error"
         };
         let body = json!({ "error": { "message": self.message, "type": kind, "param": null, "code": self.code } });
-        (self.status, axum::Json(body)).into_response()
+        (self.status, self.audited, axum::Json(body)).into_response()
     }
 }
 

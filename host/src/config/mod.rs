@@ -188,6 +188,8 @@ pub struct PluginsConfig {
     pub translators: BTreeMap<String, String>,
     /// Bundle name → configuration replacing the bundle's own `[config]`.
     pub config: BTreeMap<String, toml::Table>,
+    /// Largest bundle (component) the admin API accepts, in MiB.
+    pub max_bundle_mib: u64,
     pub runtime: RuntimeConfig,
 }
 
@@ -200,6 +202,7 @@ impl Default for PluginsConfig {
             pricing: "pricing".into(),
             translators: builtin_translators(),
             config: BTreeMap::new(),
+            max_bundle_mib: 16,
             runtime: RuntimeConfig::default(),
         }
     }

@@ -5,11 +5,13 @@ mod book;
 mod call;
 mod count_tokens;
 mod inbound;
+mod plugins;
 mod stream;
 
 pub use call::serve_call;
 pub use count_tokens::count_tokens;
 pub use inbound::Inbound;
+pub use plugins::{PluginChangeError, follow_fleet};
 
 use crate::auth::KeyStore;
 use crate::billing::Billing;
@@ -29,6 +31,8 @@ pub struct Gateway {
     /// The current plugin chain; a request takes it once (see `Chain`).
     pub chain: ArcSwap<Chain>,
     plugins: PluginsConfig,
+    /// Held while the chain is rebuilt, so changes apply one at a time.
+    plugin_changes: tokio::sync::Mutex<()>,
     pub upstream: UpstreamClient,
     /// `None` when billing is off.
     pub billing: Option<Arc<Billing>>,
@@ -40,10 +44,10 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the database, writes what the configuration seeds (with
     /// `channels`: the file's and the demo's), settles what an earlier run
-    /// of this instance left open, and loads the plugin chain.
+    /// of this instance left open, and loads the plugin chain (with the
+    /// uploaded versions that were active when it last ran).
     pub async fn new(config: &Config, instance: String) -> Result<Self, String> {
         let runtime = Runtime::new(config.plugins.runtime.clone()).map_err(|e| e.to_string())?;
-        let chain = Chain::load(&runtime, &config.plugins, None).await?;
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| format!("database {}: {e}", redacted_url(&config.database.url)))?;
@@ -51,6 +55,8 @@ impl Gateway {
             .seed(config, &config.channels)
             .await
             .map_err(|e| format!("seeding the database from the configuration: {e}"))?;
+        let uploaded = plugins::uploaded_bundles(&store).await?;
+        let chain = Chain::load(&runtime, &config.plugins, &uploaded, None).await?;
         let specs = store.channels().await.map_err(|e| e.to_string())?;
         serves_all(&chain, &specs)?;
         let channels = ChannelTable::new(&specs)?;
@@ -85,6 +91,7 @@ impl Gateway {
             channels: ArcSwap::from_pointee(channels),
             chain: ArcSwap::from_pointee(chain),
             plugins: config.plugins.clone(),
+            plugin_changes: tokio::sync::Mutex::new(()),
             upstream: UpstreamClient::new(config.upstream.clone()),
             billing,
             admin_token,
@@ -96,32 +103,6 @@ impl Gateway {
     /// Figures of every plugin version loaded since start.
     pub fn plugin_metrics(&self) -> &crate::plugins::metrics::MetricsRegistry {
         &self.runtime.metrics
-    }
-
-    /// Loads the plugin chain again (after the plugin folder changed) and
-    /// swaps it in if every bundle loads and checks; otherwise the current
-    /// chain keeps serving and the reason is logged.
-    pub async fn reload_plugins(&self) {
-        let previous = self.chain.load_full();
-        let reloaded = match Chain::load(&self.runtime, &self.plugins, Some(&previous)).await {
-            Ok(chain) => match self.store.channels().await {
-                Ok(specs) => serves_all(&chain, &specs).map(|()| chain),
-                Err(error) => Err(error.to_string()),
-            },
-            Err(reason) => Err(reason),
-        };
-        match reloaded {
-            Ok(chain) => {
-                let changed = chain.changed_since(&previous);
-                if !changed.is_empty() {
-                    tracing::info!(?changed, "plugin chain swapped");
-                    self.chain.store(Arc::new(chain));
-                }
-            }
-            Err(reason) => {
-                tracing::error!(%reason, "plugin bundle refused; the previous chain keeps serving")
-            }
-        }
     }
 
     /// Re-reads the channels from the database (after the admin API

@@ -29,11 +29,13 @@ impl Chain {
     }
 
     /// Loads the chain `config` names. A bundle in the folder replaces a
-    /// built-in of the same name. Plugins of `previous` whose bundle and
-    /// configuration are unchanged are reused, not loaded again.
+    /// built-in of the same name, and an `uploaded` one replaces both.
+    /// Plugins of `previous` whose bundle and configuration are unchanged
+    /// are reused, not loaded again.
     pub async fn load(
         runtime: &Arc<Runtime>,
         config: &PluginsConfig,
+        uploaded: &[Bundle],
         previous: Option<&Chain>,
     ) -> Result<Self, String> {
         let mut bundles: BTreeMap<String, Bundle> = builtin::bundles()
@@ -44,6 +46,9 @@ impl Chain {
             for bundle in read_folder(dir)? {
                 bundles.insert(bundle.manifest.name.clone(), bundle);
             }
+        }
+        for bundle in uploaded {
+            bundles.insert(bundle.manifest.name.clone(), bundle.clone());
         }
         let mut loader = Loader {
             runtime,

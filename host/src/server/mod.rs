@@ -51,6 +51,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         Some(dir) => Some(crate::plugins::watch::watch(Arc::downgrade(&gateway), dir)?),
         None => None,
     };
+    tokio::spawn(crate::gateway::follow_fleet(Arc::downgrade(&gateway)));
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let listeners = bind_shared(config.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -8,9 +8,12 @@
 //! parameters are written `$1`, which both dialects read.
 
 pub mod accounts;
+pub mod audit;
 pub mod calls;
 pub mod channels;
 pub mod ledger;
+pub mod notices;
+pub mod plugins;
 pub mod prices;
 mod seed;
 pub mod writer;
@@ -27,6 +30,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// For connections outside the pool (change notices).
+    url: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +98,11 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
