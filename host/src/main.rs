@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use sluice::config::Config;
-use sluice::plugins::{Bundle, Runtime, RuntimeConfig, builtin};
+use sluice::plugins::{Bundle, Runtime, RuntimeConfig, builtin, selftest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -46,6 +46,11 @@ enum PluginCommand {
     /// Loads a bundle directory the way the gateway would and reports what
     /// it is, or exactly why it would be refused.
     Check {
+        /// A directory holding `plugin.toml` and its component.
+        bundle: PathBuf,
+    },
+    /// Runs the self-tests in a bundle's manifest and reports each one.
+    Test {
         /// A directory holding `plugin.toml` and its component.
         bundle: PathBuf,
     },
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Plugin(PluginCommand::Check { bundle }) => check(bundle).await,
+            Command::Plugin(PluginCommand::Test { bundle }) => test(bundle).await,
         }
     });
     match result {
@@ -133,4 +139,28 @@ async fn check(dir: PathBuf) -> Result<(), String> {
         started.elapsed()
     );
     Ok(())
+}
+
+async fn test(dir: PathBuf) -> Result<(), String> {
+    let bundle = Bundle::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    describe(&bundle);
+    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| e.to_string())?;
+    let loaded = runtime.compile(&bundle).await.map_err(|e| e.to_string())?;
+    let outcomes = selftest::run(&loaded.plugin, &bundle.manifest.tests).await;
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    for outcome in &outcomes {
+        match &outcome.failure {
+            None => println!("ok      {}", outcome.name),
+            Some(reason) => println!("FAILED  {}: {reason}", outcome.name),
+        }
+    }
+    println!(
+        "{} self-tests: {} passed, {failed} failed",
+        outcomes.len(),
+        outcomes.len() - failed
+    );
+    match failed {
+        0 => Ok(()),
+        _ => Err(format!("{failed} self-tests failed")),
+    }
 }

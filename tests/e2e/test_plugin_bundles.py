@@ -15,10 +15,28 @@ from conftest import ADMIN_TOKEN, KEY, Admin, gateway_config, postgres_database,
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
+# Self-tests for the faulty router, which keeps the candidates' order for
+# ordinary models and loops for `fault/loop`.
+PASSING_TEST = """
+[[tests]]
+name = "keeps the candidates' order"
+candidates = [{ name = "a" }, { name = "b" }]
+expect = { order = ["a", "b"] }
+"""
+WRONG_ORDER_TEST = PASSING_TEST.replace('["a", "b"] }', '["b", "a"] }')
+LOOPING_TEST = """
+[[tests]]
+name = "loops"
+request = { model = "fault/loop" }
+candidates = [{ name = "a" }]
+expect = { order = ["a"] }
+"""
 
-def bundle_upload(folder, name=None, version=None, kind=None, component=None, activate=False):
+
+def bundle_upload(folder, name=None, version=None, kind=None, component=None, activate=False, tests=""):
     """The admin API's upload body for the bundle in `folder`, renamed,
-    re-versioned, re-kinded or with another component when asked."""
+    re-versioned, re-kinded, with another component or with self-tests
+    (manifest text) appended when asked."""
     manifest = (folder / "plugin.toml").read_text()
     lines = []
     for line in manifest.splitlines():
@@ -31,7 +49,7 @@ def bundle_upload(folder, name=None, version=None, kind=None, component=None, ac
             line = f'kind = "{kind}"'
         lines.append(line)
     component = component if component is not None else (folder / "plugin.wasm").read_bytes()
-    return {"manifest": "\n".join(lines) + "\n", "component": base64.b64encode(component).decode(),
+    return {"manifest": "\n".join(lines) + "\n" + tests, "component": base64.b64encode(component).decode(),
             "activate": activate}
 
 
@@ -60,7 +78,8 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
         admin = admin_client(process.url)
         faulty = bundles / "faulty-router"
 
-        uploaded = admin.post("/plugins", json=bundle_upload(faulty, name="router", version="9.0.0"))
+        passing = PASSING_TEST
+        uploaded = admin.post("/plugins", json=bundle_upload(faulty, name="router", version="9.0.0", tests=passing))
         assert uploaded.status_code == 201, uploaded.text
         version = uploaded.json()
         assert version["name"] == "router" and version["version"] == "9.0.0" and version["kind"] == "router"
@@ -77,6 +96,8 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
             (bundle_upload(faulty, name="router", version="9.0.2", kind="pricing"), 422, "invalid_bundle"),
             ({**bundle_upload(faulty, version="9.0.3"), "component": "%%%"}, 400, "invalid_component"),
             ({**bundle_upload(faulty, version="9.0.4"), "manifest": "name = 'x'"}, 400, "invalid_manifest"),
+            (bundle_upload(faulty, name="router", version="9.0.5", tests=WRONG_ORDER_TEST), 422, "invalid_bundle"),
+            (bundle_upload(faulty, name="router", version="9.0.6", tests=LOOPING_TEST), 422, "invalid_bundle"),
         ]
         for body, status, code in refusals:
             response = admin.post("/plugins", json=body)
@@ -84,6 +105,10 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
             assert response.json()["error"]["code"] == code
         kind_mismatch = admin.post("/plugins", json=refusals[2][0]).json()["error"]["message"]
         assert "pricing" in kind_mismatch
+        wrong_order = admin.post("/plugins", json=refusals[5][0]).json()["error"]["message"]
+        assert 'self-tests failed: "keeps the candidates\' order": order: expected ["b", "a"], got ["a", "b"]' in wrong_order
+        looping = admin.post("/plugins", json=refusals[6][0]).json()["error"]["message"]
+        assert "deadline" in looping
         listed = admin.get("/plugins").json()
         assert [(v["name"], v["version"]) for v in listed] == [("router", "9.0.0")]
 

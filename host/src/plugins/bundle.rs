@@ -12,6 +12,8 @@
 //! memory_mib = 32
 //!
 //! [config]                   # optional; handed to the plugin as JSON
+//!
+//! [[tests]]                  # optional, any number; see `selftest`
 //! ```
 
 use serde::Deserialize;
@@ -91,6 +93,9 @@ pub struct Manifest {
     pub limits: ManifestLimits,
     #[serde(default)]
     pub config: toml::Table,
+    /// Calls and the answers expected; see `selftest`.
+    #[serde(default)]
+    pub tests: Vec<super::selftest::SelfTest>,
 }
 
 fn default_component() -> String {
@@ -256,6 +261,20 @@ mod tests {
         assert!(
             error("name = \"x\"\nkind = \"risk\"\nversion = \"1\"\nextra = 1")
                 .contains("unknown field")
+        );
+        let self_test = |case: &str| {
+            error(&format!(
+                "name = \"x\"\nkind = \"pricing\"\nversion = \"1\"\n[[tests]]\n{case}"
+            ))
+        };
+        assert!(self_test("name = \"t\"").contains("missing field `expect`"));
+        assert!(
+            self_test("name = \"t\"\nexpect = { charge = 1 }\nusage = { tokens = 1 }")
+                .contains("unknown field `tokens`")
+        );
+        assert!(
+            self_test("name = \"t\"\nexpect = {}\nprices = { model_ratio = -1 }")
+                .contains("ratio must be")
         );
     }
 }

@@ -11,6 +11,7 @@ mod kinds;
 pub mod metrics;
 mod pool;
 mod runtime;
+pub mod selftest;
 mod state;
 pub mod watch;
 

@@ -10,6 +10,7 @@ use super::fault::DeadlineReached;
 use super::kinds::{LoadedPlugin, Plugin};
 use super::metrics::MetricsRegistry;
 use super::pool::{Pool, PoolSettings, World};
+use super::selftest;
 use super::state::PluginState;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -137,10 +138,31 @@ impl Runtime {
         }))
     }
 
-    /// Compiles (or loads from the cache) and checks a bundle. On success
-    /// one instance has already been created, so a plugin that cannot even
-    /// start is refused here rather than on its first request.
+    /// Compiles (or loads from the cache) and checks a bundle, then runs
+    /// the self-tests of its manifest: a bundle loads only when they all
+    /// pass.
     pub async fn load(self: &Arc<Self>, bundle: &Bundle) -> Result<Loaded, LoadError> {
+        let loaded = self.compile(bundle).await?;
+        let failures: Vec<_> = selftest::run(&loaded.plugin, &bundle.manifest.tests)
+            .await
+            .into_iter()
+            .filter_map(|outcome| Some(format!("{:?}: {}", outcome.name, outcome.failure?)))
+            .collect();
+        if failures.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(LoadError::Invalid {
+                plugin: bundle.id().to_string(),
+                reason: format!("self-tests failed: {}", failures.join("; ")),
+            })
+        }
+    }
+
+    /// Compiles (or loads from the cache) and checks a bundle, without its
+    /// self-tests. On success one instance has already been created, so a
+    /// plugin that cannot even start is refused here rather than on its
+    /// first request.
+    pub async fn compile(self: &Arc<Self>, bundle: &Bundle) -> Result<Loaded, LoadError> {
         let id = Arc::new(bundle.id());
         let invalid = |reason: String| LoadError::Invalid {
             plugin: id.to_string(),
