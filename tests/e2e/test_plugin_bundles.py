@@ -114,7 +114,7 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
 
         activated = admin.post("/plugins/router/activate", json={"version": "9.0.0"})
         assert activated.status_code == 200, activated.text
-        assert activated.json() == {"name": "router", "version": "9.0.0"}
+        assert activated.json() == {"slot": "router", "active": "router@9.0.0"}
         assert faulty_router_serves(client), "activation serves at once on this replica"
         assert client.chat.completions.create(model="demo", messages=MESSAGES).choices
         assert admin.get("/plugins", params={"name": "router"}).json()[0]["active"] is True
@@ -122,10 +122,10 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
         assert missing.status_code == 404
 
         rolled_back = admin.post("/plugins/router/rollback")
-        assert rolled_back.json() == {"name": "router", "version": None}
+        assert rolled_back.json() == {"slot": "router", "active": None}
         assert not faulty_router_serves(client), "the built-in router serves again"
         again = admin.post("/plugins/router/rollback")
-        assert again.json() == {"name": "router", "version": "9.0.0"}
+        assert again.json() == {"slot": "router", "active": "router@9.0.0"}
         assert faulty_router_serves(client)
 
         process.stop()
@@ -140,7 +140,7 @@ def test_upload_activate_roll_back_survive_a_restart_and_audit(built, demo, tmp_
         assert ("POST /admin/plugins", 422, "plugin router@9.0.1") in actions
         assert ("POST /admin/plugins/router/activate", 200, "plugin router@9.0.0") in actions
         assert ("POST /admin/plugins/router/activate", 404, "/admin/plugins/router/activate") in actions
-        assert ("POST /admin/plugins/router/rollback", 200, "plugin router (built-in or folder)") in actions
+        assert ("POST /admin/plugins/router/rollback", 200, "plugin slot router") in actions
         assert all(e["actor"] == "operator" and e["at"] > 0 for e in entries)
         accepted = {e["content_hash"] for e in entries if e["target"] == "plugin router@9.0.0" and e["status"] < 300}
         assert accepted == {version["content_hash"]}

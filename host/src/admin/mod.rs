@@ -2,8 +2,10 @@
 //! prices, plugin bundles, call logs, usage statistics and the audit log,
 //! described by the OpenAPI document at `/admin/openapi.json`. Every route
 //! needs the admin token (`Authorization: Bearer …`); without a configured
-//! token the API answers 404, as if it did not exist. Every request that
-//! may change something is recorded in the audit log, whatever its answer.
+//! token the API answers 404, as if it did not exist. A tenant's admin
+//! token reaches only that tenant's own plugins (and its audit entries).
+//! Every request that may change something is recorded in the audit log,
+//! whatever its answer.
 
 mod accounts;
 mod calls;
@@ -13,11 +15,11 @@ mod plugins;
 use crate::gateway::Gateway;
 use crate::store::StoreError;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -36,6 +38,8 @@ use utoipa::OpenApi;
         channels::list_prices, channels::put_price, channels::delete_price,
         calls::list_calls, calls::usage, calls::plugin_metrics,
         plugins::upload, plugins::list, plugins::activate, plugins::rollback, plugins::audit,
+        plugins::plugin_limits, plugins::set_plugin_limits,
+        plugins::create_tenant_token, plugins::revoke_tenant_token,
     ),
     modifiers(&BearerAuth),
     security(("admin_token" = [])),
@@ -104,14 +108,56 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/plugins/{name}/activate", post(plugins::activate))
         .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route(
+            "/tenants/{id}/plugin-limits",
+            get(plugins::plugin_limits).put(plugins::set_plugin_limits),
+        )
+        .route(
+            "/tenants/{id}/admin-tokens",
+            post(plugins::create_tenant_token),
+        )
+        .route(
+            "/tenants/{id}/admin-tokens/{token_id}",
+            delete(plugins::revoke_tenant_token),
+        )
         .route("/audit", get(plugins::audit))
+        .route_layer(middleware::from_fn(authorize))
         .route_layer(middleware::from_fn_with_state(gateway.clone(), audit))
-        .route_layer(middleware::from_fn_with_state(gateway, admin_only))
+        .route_layer(middleware::from_fn_with_state(gateway, authenticate))
 }
 
-/// Who is making an admin request: `operator` for the admin token.
+/// Who is making an admin request.
 #[derive(Clone, Debug)]
-pub struct Actor(pub String);
+pub struct Actor {
+    /// `operator`, or `tenant:<id>`.
+    pub name: String,
+    /// The tenant a tenant's token acts for.
+    pub tenant: Option<String>,
+}
+
+/// The routes a tenant's token may use (as matched, under `/admin`).
+const TENANT_ROUTES: [&str; 4] = [
+    "/plugins",
+    "/plugins/{name}/activate",
+    "/plugins/{name}/rollback",
+    "/audit",
+];
+
+/// Refuses a tenant's token everywhere but its own plugins' routes.
+async fn authorize(request: Request, next: Next) -> Response {
+    let actor = request.extensions().get::<Actor>();
+    if let Some(actor) = actor.filter(|actor| actor.tenant.is_some()) {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", |path| path.as_str());
+        let route = route.strip_prefix("/admin").unwrap_or(route);
+        if !TENANT_ROUTES.contains(&route) {
+            return AdminError::forbidden(actor).into_response();
+        }
+    }
+    next.run(request).await
+}
 
 /// What an admin change acted on, for the audit log; a handler adds it to
 /// its answer (success or error), else the path stands for it.
@@ -129,11 +175,15 @@ impl Audited {
         }
     }
 
-    fn plugin(name: &str, version: &str, content_hash: &str) -> Self {
+    fn plugin(scope: &str, name: &str, version: &str, content_hash: &str) -> Self {
         Audited {
-            target: format!("plugin {name}@{version}"),
+            target: format!("plugin {name}@{version}{}", scope_label(scope)),
             content_hash: Some(content_hash.into()),
         }
+    }
+
+    fn slot(scope: &str, slot: &str) -> Self {
+        Audited::target(format!("plugin slot {slot}{}", scope_label(scope)))
     }
 }
 
@@ -142,6 +192,14 @@ impl IntoResponseParts for Audited {
     fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
         parts.extensions_mut().insert(self);
         Ok(parts)
+    }
+}
+
+fn scope_label(scope: &str) -> String {
+    if scope == crate::store::plugins::OPERATOR {
+        String::new()
+    } else {
+        format!(" of tenant {scope}")
     }
 }
 
@@ -155,7 +213,7 @@ async fn audit(State(gateway): State<Arc<Gateway>>, request: Request, next: Next
     let actor = request
         .extensions()
         .get::<Actor>()
-        .map_or_else(String::new, |actor| actor.0.clone());
+        .map_or_else(String::new, |actor| actor.name.clone());
     let response = next.run(request).await;
     let audited = response.extensions().get::<Audited>();
     let target = audited.map_or_else(
@@ -178,9 +236,10 @@ async fn audit(State(gateway): State<Arc<Gateway>>, request: Request, next: Next
     response
 }
 
-/// Lets through requests that carry the admin token. Compares digests, so
-/// the time taken says nothing about the token.
-async fn admin_only(
+/// Lets through requests that carry the admin token (as the operator) or
+/// an active tenant admin token (as that tenant). Compares digests, so the
+/// time taken says nothing about the operator's token.
+async fn authenticate(
     State(gateway): State<Arc<Gateway>>,
     mut request: Request,
     next: Next,
@@ -199,15 +258,30 @@ async fn admin_only(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer)
         .unwrap_or_default();
-    if Sha256::digest(offered.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
-        return AdminError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_admin_token",
-            "Send the admin token as `Authorization: Bearer <token>`.",
-        )
-        .into_response();
-    }
-    request.extensions_mut().insert(Actor("operator".into()));
+    let actor = if Sha256::digest(offered.as_bytes()) == Sha256::digest(token.expose().as_bytes()) {
+        Actor {
+            name: "operator".into(),
+            tenant: None,
+        }
+    } else {
+        let digest = crate::store::accounts::digest(offered);
+        match gateway.store.tenant_of_token(&digest).await {
+            Ok(Some(tenant)) => Actor {
+                name: format!("tenant:{tenant}"),
+                tenant: Some(tenant),
+            },
+            Ok(None) => {
+                return AdminError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_admin_token",
+                    "Send the admin token as `Authorization: Bearer <token>`.",
+                )
+                .into_response();
+            }
+            Err(error) => return AdminError::from(error).into_response(),
+        }
+    };
+    request.extensions_mut().insert(actor);
     next.run(request).await
 }
 
@@ -232,6 +306,17 @@ impl AdminError {
             message: message.into(),
             audited: None,
         }
+    }
+
+    fn forbidden(actor: &Actor) -> Self {
+        AdminError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} may act only on its own router and pricing plugins.",
+                actor.name
+            ),
+        )
     }
 
     fn audited(mut self, audited: Audited) -> Self {

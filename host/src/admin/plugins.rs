@@ -1,11 +1,14 @@
 //! Plugin bundles: upload a version, list versions, activate one, roll
-//! back to the one before; and the audit log of every admin change.
+//! back to the one before, operator-wide or for one tenant; what a tenant
+//! may upload and the tokens it does it with; and the audit log of every
+//! admin change. A tenant's token reaches only its own scope.
 
 use super::{Actor, AdminError, AdminResult, Audited, Body, Params};
-use crate::gateway::{Gateway, PluginChangeError};
+use crate::gateway::{Change, Gateway, PluginChangeError, stored_bundle};
 use crate::plugins::{Bundle, Manifest};
 use crate::store::audit::AuditEntry;
-use crate::store::plugins::{BundleVersion, NewBundle, OPERATOR};
+use crate::store::delegation::{PluginLimits, TenantToken};
+use crate::store::plugins::{BundleVersion, NewBundle, OPERATOR, slot};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,6 +17,51 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScopeQuery {
+    /// The tenant whose plugins to act on; absent: the operator's (a
+    /// tenant's token always acts on its own tenant).
+    tenant: Option<String>,
+}
+
+/// The scope a request acts on: the actor's tenant for a tenant's token;
+/// the tenant named, or the operator's, for the operator.
+async fn scope(gateway: &Gateway, actor: &Actor, query: ScopeQuery) -> Result<String, AdminError> {
+    match (&actor.tenant, query.tenant) {
+        (Some(own), Some(asked)) if *own != asked => Err(AdminError::forbidden(actor)),
+        (Some(own), _) => Ok(own.clone()),
+        (None, Some(tenant)) => {
+            gateway.store.require_tenant(&tenant).await?;
+            Ok(tenant)
+        }
+        (None, None) => Ok(OPERATOR.into()),
+    }
+}
+
+/// The limits a tenant scope's plugins live within; none for the
+/// operator's.
+async fn limits_of(gateway: &Gateway, scope: &str) -> Result<Option<PluginLimits>, AdminError> {
+    if scope == OPERATOR {
+        return Ok(None);
+    }
+    Ok(Some(gateway.store.plugin_limits(scope).await?))
+}
+
+fn kind_allowed(limits: Option<&PluginLimits>, kind: &str) -> Result<(), AdminError> {
+    match limits {
+        Some(limits) if !limits.kinds.iter().any(|k| k == kind) => Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            "kind_not_allowed",
+            format!(
+                "This tenant may upload {} plugins, not {kind}.",
+                limits.kinds.join(" and ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,19 +77,25 @@ pub struct Upload {
 }
 
 /// Stores a new version once its component compiles, exports the world
-/// its manifest declares, and starts.
-#[utoipa::path(post, path = "/admin/plugins", request_body = Upload,
-    responses((status = 201, body = BundleVersion), (status = 400), (status = 409), (status = 413), (status = 422)))]
+/// its manifest declares, starts and passes its manifest's self-tests
+/// (within the tenant's limits, for a tenant's).
+#[utoipa::path(post, path = "/admin/plugins", params(ScopeQuery), request_body = Upload,
+    responses((status = 201, body = BundleVersion), (status = 400), (status = 403), (status = 409), (status = 413), (status = 422)))]
 pub async fn upload(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(actor): axum::Extension<Actor>,
+    Params(query): Params<ScopeQuery>,
     Body(upload): Body<Upload>,
 ) -> Result<Response, AdminError> {
+    let scope = scope(&gateway, &actor, query).await?;
+    let limits = limits_of(&gateway, &scope).await?;
     let invalid = |code, message: String| AdminError::new(StatusCode::BAD_REQUEST, code, message);
     let component = base64::engine::general_purpose::STANDARD
         .decode(upload.component.as_bytes())
         .map_err(|e| invalid("invalid_component", format!("component is not base64: {e}")))?;
-    let limit = gateway.max_bundle_bytes();
+    let limit = limits.as_ref().map_or(gateway.max_bundle_bytes(), |l| {
+        usize::try_from(l.max_bundle_bytes).unwrap_or(0)
+    });
     if component.len() > limit {
         return Err(AdminError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -56,31 +110,41 @@ pub async fn upload(
         .map_err(|e| invalid("invalid_manifest", e.to_string()))?;
     let bundle = Bundle::new(manifest, component);
     let id = bundle.id();
-    let audited = Audited::plugin(&id.name, &id.version, &id.content_hash);
-    gateway.check_bundle(&bundle).await.map_err(|reason| {
-        AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", reason)
-            .audited(audited.clone())
-    })?;
+    let audited = Audited::plugin(&scope, &id.name, &id.version, &id.content_hash);
+    kind_allowed(limits.as_ref(), id.kind.as_str()).map_err(|e| e.audited(audited.clone()))?;
+    gateway
+        .check_bundle(&bundle, limits.as_ref())
+        .await
+        .map_err(|reason| {
+            AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", reason)
+                .audited(audited.clone())
+        })?;
     gateway
         .store
         .insert_bundle(&NewBundle {
-            scope: OPERATOR,
+            scope: &scope,
             name: &id.name,
             version: &id.version,
             kind: id.kind.as_str(),
             content_hash: &id.content_hash,
             manifest: &upload.manifest,
             component: &bundle.component,
-            uploaded_by: &actor.0,
+            uploaded_by: &actor.name,
         })
         .await
         .map_err(|e| AdminError::from(e).audited(audited.clone()))?;
     if upload.activate {
-        activate_version(&gateway, &id.name, Some(&id.version), &actor)
+        let slot = slot(&scope, &id.name, id.kind.as_str()).to_string();
+        let change = Change {
+            scope: &scope,
+            slot: &slot,
+            bundle: Some(bundle),
+        };
+        apply(&gateway, change, &actor)
             .await
             .map_err(|e| e.audited(audited.clone()))?;
     }
-    let listed = version_info(&gateway, &id.name, &id.version).await?;
+    let listed = version_info(&gateway, &scope, &id.name, &id.version).await?;
     Ok((StatusCode::CREATED, audited, Json(listed)).into_response())
 }
 
@@ -91,16 +155,20 @@ pub struct NameFilter {
     name: Option<String>,
 }
 
-/// Uploaded versions, newest first per name, with which one is active.
-#[utoipa::path(get, path = "/admin/plugins", params(NameFilter), responses((status = 200, body = Vec<BundleVersion>)))]
+/// Uploaded versions in the scope, newest first per name, with which ones
+/// are active.
+#[utoipa::path(get, path = "/admin/plugins", params(ScopeQuery, NameFilter), responses((status = 200, body = Vec<BundleVersion>)))]
 pub async fn list(
     State(gateway): State<Arc<Gateway>>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Params(query): Params<ScopeQuery>,
     Params(filter): Params<NameFilter>,
 ) -> AdminResult<Vec<BundleVersion>> {
+    let scope = scope(&gateway, &actor, query).await?;
     Ok(Json(
         gateway
             .store
-            .bundle_versions(OPERATOR, filter.name.as_deref())
+            .bundle_versions(&scope, filter.name.as_deref())
             .await?,
     ))
 }
@@ -109,78 +177,121 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct Activation {
     /// The uploaded version to serve; absent or null: none, so the
-    /// built-in or folder bundle of that name serves again.
+    /// operator's plugin serves again (for the operator's scope: the
+    /// built-in or folder bundle of that name).
     #[serde(default)]
     version: Option<String>,
 }
 
-/// What serves under a bundle name after a change.
+/// What serves in a slot after a change.
 #[derive(Serialize, ToSchema)]
 pub struct Active {
-    name: String,
-    /// The uploaded version now active; null when the built-in or folder
-    /// bundle serves.
-    version: Option<String>,
+    /// The slot: a bundle name in the operator's scope, a plugin kind
+    /// (`router`, `pricing`) in a tenant's.
+    slot: String,
+    /// The uploaded bundle now active there, `name@version`; null when the
+    /// operator's (built-in or folder) plugin serves.
+    active: Option<String>,
 }
 
 /// Makes a version active, after checking the chain it makes loads and
-/// serves every channel and client protocol; the swap is atomic and
+/// serves every channel and client protocol; the swap is atomic, and
 /// requests in flight finish on the version they started with.
-#[utoipa::path(post, path = "/admin/plugins/{name}/activate", request_body = Activation,
-    responses((status = 200, body = Active), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/admin/plugins/{name}/activate", params(ScopeQuery), request_body = Activation,
+    responses((status = 200, body = Active), (status = 403), (status = 404), (status = 422)))]
 pub async fn activate(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(actor): axum::Extension<Actor>,
     Path(name): Path<String>,
+    Params(query): Params<ScopeQuery>,
     Body(activation): Body<Activation>,
 ) -> Result<Response, AdminError> {
-    change(&gateway, &name, activation.version, &actor).await
+    let scope = scope(&gateway, &actor, query).await?;
+    let slot = slot_for(&gateway, &scope, &name).await?;
+    let bundle = activation.version.map(|version| (name, version));
+    change(&gateway, &actor, &scope, &slot, bundle).await
 }
 
-/// Activates again the version that was active before the current one.
-/// A second rollback returns to where the first one started.
-#[utoipa::path(post, path = "/admin/plugins/{name}/rollback",
-    responses((status = 200, body = Active), (status = 404), (status = 422)))]
+/// Activates again what was active in the slot before the current one. A
+/// second rollback returns to where the first one started.
+#[utoipa::path(post, path = "/admin/plugins/{name}/rollback", params(ScopeQuery),
+    responses((status = 200, body = Active), (status = 403), (status = 404), (status = 422)))]
 pub async fn rollback(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(actor): axum::Extension<Actor>,
     Path(name): Path<String>,
+    Params(query): Params<ScopeQuery>,
 ) -> Result<Response, AdminError> {
-    let previous = gateway.previous_plugin_version(&name).await?;
-    change(&gateway, &name, previous, &actor).await
+    let scope = scope(&gateway, &actor, query).await?;
+    let slot = slot_for(&gateway, &scope, &name).await?;
+    let previous = gateway.store.previous_activation(&scope, &slot).await?;
+    change(&gateway, &actor, &scope, &slot, previous).await
+}
+
+/// The slot `name` stands for: itself in the operator's scope; in a
+/// tenant's, a kind, or the kind of the tenant's bundles of that name.
+async fn slot_for(gateway: &Gateway, scope: &str, name: &str) -> Result<String, AdminError> {
+    if scope == OPERATOR || PluginLimits::DELEGABLE.contains(&name) {
+        return Ok(name.into());
+    }
+    gateway
+        .store
+        .bundle_versions(scope, Some(name))
+        .await?
+        .into_iter()
+        .next()
+        .map(|version| version.kind)
+        .ok_or_else(|| {
+            AdminError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("plugin {name} not found"),
+            )
+        })
 }
 
 async fn change(
     gateway: &Gateway,
-    name: &str,
-    version: Option<String>,
     actor: &Actor,
+    scope: &str,
+    slot: &str,
+    bundle: Option<(String, String)>,
 ) -> Result<Response, AdminError> {
-    let audited = match &version {
-        Some(version) => {
-            let hash = version_info(gateway, name, version).await?.content_hash;
-            Audited::plugin(name, version, &hash)
+    let (loaded, audited) = match &bundle {
+        Some((name, version)) => {
+            let stored = gateway.store.bundle(scope, name, version).await?;
+            let loaded = stored_bundle(stored).map_err(|reason| {
+                AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", reason)
+            })?;
+            let hash = loaded.id().content_hash;
+            let audited = Audited::plugin(scope, name, version, &hash);
+            kind_allowed(
+                limits_of(gateway, scope).await?.as_ref(),
+                loaded.manifest.kind.as_str(),
+            )
+            .map_err(|e| e.audited(audited.clone()))?;
+            (Some(loaded), audited)
         }
-        None => Audited::target(format!("plugin {name} (built-in or folder)")),
+        None => (None, Audited::slot(scope, slot)),
     };
-    activate_version(gateway, name, version.as_deref(), actor)
+    let change = Change {
+        scope,
+        slot,
+        bundle: loaded,
+    };
+    apply(gateway, change, actor)
         .await
         .map_err(|e| e.audited(audited.clone()))?;
     let active = Active {
-        name: name.into(),
-        version,
+        slot: slot.into(),
+        active: bundle.map(|(name, version)| format!("{name}@{version}")),
     };
     Ok((audited, Json(active)).into_response())
 }
 
-async fn activate_version(
-    gateway: &Gateway,
-    name: &str,
-    version: Option<&str>,
-    actor: &Actor,
-) -> Result<(), AdminError> {
+async fn apply(gateway: &Gateway, change: Change<'_>, actor: &Actor) -> Result<(), AdminError> {
     gateway
-        .activate_plugin(name, version, &actor.0)
+        .activate_plugin(change, &actor.name)
         .await
         .map_err(|error| match error {
             PluginChangeError::Store(error) => error.into(),
@@ -194,12 +305,13 @@ async fn activate_version(
 
 async fn version_info(
     gateway: &Gateway,
+    scope: &str,
     name: &str,
     version: &str,
 ) -> Result<BundleVersion, AdminError> {
     gateway
         .store
-        .bundle_versions(OPERATOR, Some(name))
+        .bundle_versions(scope, Some(name))
         .await?
         .into_iter()
         .find(|v| v.version == version)
@@ -212,10 +324,73 @@ async fn version_info(
         })
 }
 
+/// What a tenant's uploaded plugins may be and use (the gateway's defaults
+/// until the operator sets them).
+#[utoipa::path(get, path = "/admin/tenants/{id}/plugin-limits", responses((status = 200, body = PluginLimits), (status = 404)))]
+pub async fn plugin_limits(
+    State(gateway): State<Arc<Gateway>>,
+    Path(tenant): Path<String>,
+) -> AdminResult<PluginLimits> {
+    gateway.store.require_tenant(&tenant).await?;
+    Ok(Json(gateway.store.plugin_limits(&tenant).await?))
+}
+
+/// Sets a tenant's plugin limits. Its plugins are reloaded within them at
+/// once; one that no longer fits keeps the chain it had, with an error
+/// logged, until it is replaced.
+#[utoipa::path(put, path = "/admin/tenants/{id}/plugin-limits", request_body = PluginLimits,
+    responses((status = 200, body = PluginLimits), (status = 400), (status = 404)))]
+pub async fn set_plugin_limits(
+    State(gateway): State<Arc<Gateway>>,
+    Path(tenant): Path<String>,
+    Body(limits): Body<PluginLimits>,
+) -> AdminResult<PluginLimits> {
+    gateway.store.set_plugin_limits(&tenant, &limits).await?;
+    gateway.reload_plugins().await;
+    if let Err(error) = gateway.store.announce_plugin_change().await {
+        tracing::error!(%error, "the other replicas were not told of the new limits");
+    }
+    Ok(Json(limits))
+}
+
+/// A token created: its value is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    token: TenantToken,
+    token_value: String,
+}
+
+/// Creates an admin token that acts on this tenant's own router and
+/// pricing plugins, and nothing else.
+#[utoipa::path(post, path = "/admin/tenants/{id}/admin-tokens", responses((status = 201, body = CreatedToken), (status = 404)))]
+pub async fn create_tenant_token(
+    State(gateway): State<Arc<Gateway>>,
+    Path(tenant): Path<String>,
+) -> Result<Response, AdminError> {
+    let (token, token_value) = gateway.store.create_tenant_token(&tenant).await?;
+    let audited = Audited::target(format!("admin token {} of tenant {tenant}", token.id));
+    let created = CreatedToken { token, token_value };
+    Ok((StatusCode::CREATED, audited, Json(created)).into_response())
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{id}/admin-tokens/{token_id}", responses((status = 200), (status = 404)))]
+pub async fn revoke_tenant_token(
+    State(gateway): State<Arc<Gateway>>,
+    Path((tenant, token_id)): Path<(String, String)>,
+) -> AdminResult<()> {
+    gateway
+        .store
+        .revoke_tenant_token(&tenant, &token_id)
+        .await?;
+    Ok(Json(()))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
-    /// Only this actor's entries (`operator`, `tenant:<id>`).
+    /// Only this actor's entries (`operator`, `tenant:<id>`); a tenant's
+    /// token sees only its own.
     actor: Option<String>,
     /// Entries older than this id (the last id of the previous page).
     before: Option<i64>,
@@ -229,13 +404,13 @@ pub struct AuditFilter {
 #[utoipa::path(get, path = "/admin/audit", params(AuditFilter), responses((status = 200, body = Vec<AuditEntry>)))]
 pub async fn audit(
     State(gateway): State<Arc<Gateway>>,
+    axum::Extension(actor): axum::Extension<Actor>,
     Params(filter): Params<AuditFilter>,
 ) -> AdminResult<Vec<AuditEntry>> {
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(
-        gateway
-            .store
-            .audit(filter.actor.as_deref(), filter.before, limit)
-            .await?,
-    ))
+    let who = match actor.tenant {
+        Some(_) => Some(actor.name.as_str()),
+        None => filter.actor.as_deref(),
+    };
+    Ok(Json(gateway.store.audit(who, filter.before, limit).await?))
 }

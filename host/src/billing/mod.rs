@@ -9,14 +9,18 @@
 //! | upstream error, timeout, plugin fault, refused | nothing: the hold is refunded |
 //! | interrupted (the gateway stopped) | nothing: reconciled at the next start |
 //!
-//! Prices come from the pricing plugin, given the model's price table and
-//! the caller's group ratio; should the plugin fault, the built-in ratio
-//! model prices the call instead, so a charge is never lost.
+//! Prices come from the pricing plugin of the caller's chain, given the
+//! model's price table and the caller's group ratio; should the plugin
+//! fault, the built-in ratio model prices the call instead, so a charge is
+//! never lost. When a tenant prices its users with a plugin of its own,
+//! the operator's pricing also prices the call: what the operator charges
+//! the tenant. Both amounts, and the plugin version that priced the user's
+//! charge, go into the call log.
 
 mod estimate;
 
 use crate::plugins::bindings::{Caller, Envelope, PriceTable, Usage};
-use crate::plugins::{Pricing, Translator};
+use crate::plugins::{Chain, Pricing, Translator};
 use crate::server::error::ApiError;
 use crate::store::calls::CallRecord;
 use crate::store::ledger::{Hold, HoldRefusal};
@@ -75,7 +79,11 @@ impl Delivered {
 /// with nothing delivered.
 pub struct Ticket {
     billing: Arc<Billing>,
+    /// The pricing of the chain the call was admitted with, whatever swaps
+    /// happen before it settles.
     pricing: Pricing,
+    /// The operator's, when `pricing` is the tenant's own.
+    operator_pricing: Option<Pricing>,
     request_id: String,
     caller: Caller,
     envelope: Envelope,
@@ -150,7 +158,7 @@ impl Billing {
     #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         self: &Arc<Self>,
-        pricing: &Pricing,
+        chain: &Chain,
         request_id: &str,
         caller: &Caller,
         group_ratio: i64,
@@ -182,7 +190,8 @@ impl Billing {
         };
         let mut ticket = Ticket {
             billing: self.clone(),
-            pricing: pricing.clone(),
+            pricing: chain.pricing.clone(),
+            operator_pricing: chain.operator_pricing.clone(),
             request_id: request_id.to_string(),
             caller: caller.clone(),
             envelope: envelope.clone(),
@@ -244,6 +253,7 @@ impl Ticket {
             error: log.error.clone(),
             latency_ms: millis(log.elapsed()),
             ttft_ms: log.time_to_first_byte().map(millis),
+            pricing_plugin: self.pricing_plugin(),
             ..CallRecord::default()
         };
         let reported = log.usage;
@@ -280,7 +290,11 @@ impl Ticket {
         }
         if let Some((usage, source)) = charged_usage {
             record.usage_source = source.into();
-            record.priced = signed(self.price(usage).await);
+            record.priced = signed(price(&self.pricing, &self, usage).await);
+            record.operator_priced = match &self.operator_pricing {
+                Some(operator) => signed(price(operator, &self, usage).await),
+                None => record.priced,
+            };
         } else {
             record.usage_source = if reported.is_some() {
                 "upstream"
@@ -312,19 +326,30 @@ impl Ticket {
             })
     }
 
-    /// The charge for `usage`: the pricing plugin's, or the built-in ratio
-    /// model's if the plugin faults.
+    /// The charge to the caller's user for `usage`.
     async fn price(&self, usage: Usage) -> u64 {
-        match self
-            .pricing
-            .price(&self.envelope, &self.caller, usage, self.prices)
-            .await
-        {
-            Ok(charge) => charge,
-            Err(fault) => {
-                tracing::warn!(request_id = %self.request_id, %fault, "the pricing plugin failed; priced by the built-in ratio model");
-                estimate::ratio_charge(usage, self.prices)
-            }
+        price(&self.pricing, self, usage).await
+    }
+
+    /// The pricing plugin version behind the user's charge, as the call
+    /// log records it: `name@version` and the start of its content hash.
+    fn pricing_plugin(&self) -> String {
+        let id = self.pricing.id();
+        format!("{id}#{}", &id.content_hash[..12])
+    }
+}
+
+/// The charge for `usage` of `ticket`'s call under `pricing`, or the
+/// built-in ratio model's if the plugin faults.
+async fn price(pricing: &Pricing, ticket: &Ticket, usage: Usage) -> u64 {
+    match pricing
+        .price(&ticket.envelope, &ticket.caller, usage, ticket.prices)
+        .await
+    {
+        Ok(charge) => charge,
+        Err(fault) => {
+            tracing::warn!(request_id = %ticket.request_id, %fault, "the pricing plugin failed; priced by the built-in ratio model");
+            estimate::ratio_charge(usage, ticket.prices)
         }
     }
 }
@@ -346,6 +371,7 @@ impl Drop for Ticket {
             ending: "client_gone".into(),
             error: Some("the client left before the answer".into()),
             usage_source: "none".into(),
+            pricing_plugin: self.pricing_plugin(),
             ..CallRecord::default()
         };
         let billing = self.billing.clone();

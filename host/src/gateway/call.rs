@@ -84,10 +84,10 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    // The plugin chain of this call, whatever swaps happen meanwhile.
-    let chain = gateway.chain.load_full();
     let log = &mut book.log;
     let key = gateway.keys.authenticate(headers).await?;
+    // The plugin chain of this call, whatever swaps happen meanwhile.
+    let chain = gateway.chains.load().for_tenant(&key.caller.tenant).clone();
     log.caller = Some(key.caller.clone());
     let original = read_limited(body, headers, gateway.max_body_bytes).await?;
     let chat =
@@ -115,7 +115,7 @@ async fn serve(
         book.ticket = Some(
             billing
                 .admit(
-                    &chain.pricing,
+                    &chain,
                     &book.log.request_id,
                     &key.caller,
                     key.group_ratio,

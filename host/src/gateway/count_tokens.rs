@@ -39,7 +39,7 @@ async fn count(gateway: &Gateway, headers: &HeaderMap, body: Body) -> Result<u64
     request.entry("max_tokens").or_insert(1.into());
     let as_message = serde_json::to_vec(&request).expect("a JSON map serializes");
     let canonical = to_canonical(
-        &gateway.chain.load(),
+        &gateway.chains.load().operator,
         Inbound::AnthropicMessages,
         &as_message.into(),
     )

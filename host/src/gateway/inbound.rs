@@ -38,8 +38,10 @@ impl Inbound {
         if self.is_canonical() {
             return error.into_response();
         }
-        let chain = gateway.chain.load();
-        let translator = chain
+        // Translators are the operator's in every tenant's chain.
+        let chains = gateway.chains.load();
+        let translator = chains
+            .operator
             .translator(self.protocol())
             .expect("Gateway::new checked every inbound protocol has a translator");
         let canonical = ErrorResponse {

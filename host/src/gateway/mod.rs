@@ -11,12 +11,12 @@ mod stream;
 pub use call::serve_call;
 pub use count_tokens::count_tokens;
 pub use inbound::Inbound;
-pub use plugins::{PluginChangeError, follow_fleet};
+pub use plugins::{Change, PluginChangeError, follow_fleet, stored_bundle};
 
 use crate::auth::KeyStore;
 use crate::billing::Billing;
 use crate::config::{Config, PluginsConfig};
-use crate::plugins::{Chain, Runtime};
+use crate::plugins::{Chain, Chains, Runtime};
 use crate::routing::{ChannelTable, Secret};
 use crate::store::Store;
 use crate::store::channels::ChannelSpec;
@@ -28,8 +28,9 @@ pub struct Gateway {
     pub store: Store,
     pub keys: KeyStore,
     pub channels: ArcSwap<ChannelTable>,
-    /// The current plugin chain; a request takes it once (see `Chain`).
-    pub chain: ArcSwap<Chain>,
+    /// The plugin chains serving now; a request takes its tenant's once
+    /// (see `Chain`).
+    pub chains: ArcSwap<Chains>,
     plugins: PluginsConfig,
     /// Held while the chain is rebuilt, so changes apply one at a time.
     plugin_changes: tokio::sync::Mutex<()>,
@@ -55,8 +56,8 @@ impl Gateway {
             .seed(config, &config.channels)
             .await
             .map_err(|e| format!("seeding the database from the configuration: {e}"))?;
-        let uploaded = plugins::uploaded_bundles(&store).await?;
-        let chain = Chain::load(&runtime, &config.plugins, &uploaded, None).await?;
+        // Built-in and folder bundles first; the uploaded ones join below.
+        let chain = Chain::load(&runtime, &config.plugins, &[], None).await?;
         let specs = store.channels().await.map_err(|e| e.to_string())?;
         serves_all(&chain, &specs)?;
         let channels = ChannelTable::new(&specs)?;
@@ -85,11 +86,11 @@ impl Gateway {
             })?)),
             None => None,
         };
-        Ok(Gateway {
+        let gateway = Gateway {
             keys: KeyStore::new(store.clone()),
             store,
             channels: ArcSwap::from_pointee(channels),
-            chain: ArcSwap::from_pointee(chain),
+            chains: ArcSwap::from_pointee(Chains::new(chain)),
             plugins: config.plugins.clone(),
             plugin_changes: tokio::sync::Mutex::new(()),
             upstream: UpstreamClient::new(config.upstream.clone()),
@@ -97,7 +98,10 @@ impl Gateway {
             admin_token,
             max_body_bytes: config.max_body_bytes,
             runtime,
-        })
+        };
+        let chains = gateway.build_chains(None).await?;
+        gateway.chains.store(Arc::new(chains));
+        Ok(gateway)
     }
 
     /// Figures of every plugin version loaded since start.
@@ -109,14 +113,14 @@ impl Gateway {
     /// changed them); requests in flight keep the table they started with.
     pub async fn reload_channels(&self) -> Result<(), String> {
         let specs = self.store.channels().await.map_err(|e| e.to_string())?;
-        serves_all(&self.chain.load(), &specs)?;
+        serves_all(&self.chains.load().operator, &specs)?;
         self.channels.store(Arc::new(ChannelTable::new(&specs)?));
         Ok(())
     }
 
     /// Checks a channel can be served before it is stored.
     pub fn check_channel(&self, spec: &ChannelSpec) -> Result<(), String> {
-        serves_all(&self.chain.load(), std::slice::from_ref(spec))?;
+        serves_all(&self.chains.load().operator, std::slice::from_ref(spec))?;
         ChannelTable::new(std::slice::from_ref(spec)).map(|_| ())
     }
 }

@@ -1,12 +1,15 @@
-//! The plugin chain's life in a running gateway: built from the built-in,
-//! folder and uploaded bundles; a change checked before it serves; swapped
-//! in whole; announced to the other replicas, and followed when they
-//! announce theirs.
+//! The plugin chains' life in a running gateway: built from the built-in,
+//! folder and uploaded bundles (the operator's chain, and one per tenant
+//! with plugins of its own); a change checked before it serves; swapped in
+//! whole; announced to the other replicas, and followed when they announce
+//! theirs.
 
 use super::{Gateway, serves_all};
-use crate::plugins::{Bundle, Chain, Manifest};
-use crate::store::plugins::{OPERATOR, StoredBundle};
+use crate::plugins::{Bundle, Chain, Chains, Manifest};
+use crate::store::delegation::PluginLimits;
+use crate::store::plugins::{OPERATOR, StoredBundle, slot};
 use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,115 +21,219 @@ pub enum PluginChangeError {
     Refused(String),
 }
 
-/// What to change in the uploaded bundles before building a chain: the
-/// bundle called `.0` becomes `.1` (`None`: no uploaded bundle of that name).
-type Change<'a> = (&'a str, Option<Bundle>);
+/// A change to the active uploaded bundles: in `scope`, `slot` becomes
+/// `bundle` (`None`: no uploaded bundle, the operator's serves).
+pub struct Change<'a> {
+    pub scope: &'a str,
+    pub slot: &'a str,
+    pub bundle: Option<Bundle>,
+}
+
+/// Active uploaded bundles: scope → slot → bundle.
+type Uploaded = BTreeMap<String, BTreeMap<String, Bundle>>;
 
 impl Gateway {
-    /// Loads the plugin chain again (the plugin folder or the database
-    /// changed) and swaps it in if every bundle loads and checks; otherwise
-    /// the current chain keeps serving and the reason is logged.
+    /// Loads the plugin chains again (the plugin folder or the database
+    /// changed) and swaps them in if the operator's loads and checks;
+    /// otherwise the current chains keep serving and the reason is logged.
     pub async fn reload_plugins(&self) {
         let _changing = self.plugin_changes.lock().await;
-        match self.build_chain(None).await {
-            Ok(chain) => self.swap_chain(chain),
+        match self.build_chains(None).await {
+            Ok(chains) => self.swap_chains(chains),
             Err(reason) => {
                 tracing::error!(%reason, "plugin bundle refused; the previous chain keeps serving")
             }
         }
     }
 
-    /// Largest component the admin API accepts.
+    /// Largest component the operator may upload.
     pub fn max_bundle_bytes(&self) -> usize {
         usize::try_from(self.plugins.max_bundle_mib << 20).unwrap_or(usize::MAX)
     }
 
-    /// Compiles and checks `bundle` on its own: a valid component exporting
-    /// the world its manifest declares, whose instances start.
-    pub async fn check_bundle(&self, bundle: &Bundle) -> Result<(), String> {
+    /// Compiles `bundle` and checks it on its own (a valid component
+    /// exporting the world its manifest declares, whose instances start and
+    /// pass its self-tests), within `limits` for a tenant's.
+    pub async fn check_bundle(
+        &self,
+        bundle: &Bundle,
+        limits: Option<&PluginLimits>,
+    ) -> Result<(), String> {
+        let bundle = match limits {
+            Some(limits) => within(bundle.clone(), limits),
+            None => bundle.clone(),
+        };
         self.runtime
-            .load(bundle)
+            .load(&bundle)
             .await
             .map(drop)
             .map_err(|e| e.to_string())
     }
 
-    /// Makes `version` of the uploaded bundle `name` active operator-wide
-    /// (`None`: the built-in or folder bundle of that name serves again),
-    /// once the chain it makes loads and serves every channel; then swaps
-    /// that chain in and tells the other replicas.
+    /// Applies `change` once the chains it makes load and serve every
+    /// channel; then swaps them in and tells the other replicas.
     pub async fn activate_plugin(
         &self,
-        name: &str,
-        version: Option<&str>,
+        change: Change<'_>,
         actor: &str,
     ) -> Result<(), PluginChangeError> {
         let _changing = self.plugin_changes.lock().await;
-        let bundle = match version {
-            Some(version) => Some(
-                stored_bundle(self.store.bundle(OPERATOR, name, version).await?)
-                    .map_err(PluginChangeError::Refused)?,
-            ),
-            None => None,
-        };
-        let chain = self
-            .build_chain(Some((name, bundle)))
+        let (scope, slot) = (change.scope, change.slot);
+        let named = change
+            .bundle
+            .as_ref()
+            .map(|b| (b.manifest.name.clone(), b.manifest.version.clone()));
+        let chains = self
+            .build_chains(Some(change))
             .await
             .map_err(PluginChangeError::Refused)?;
+        let named = named.as_ref().map(|(n, v)| (n.as_str(), v.as_str()));
         self.store
-            .activate_bundle(OPERATOR, name, version, actor)
+            .activate_bundle(scope, slot, named, actor)
             .await?;
-        self.swap_chain(chain);
+        self.swap_chains(chains);
         if let Err(error) = self.store.announce_plugin_change().await {
             tracing::error!(%error, "the other replicas were not told of the plugin change; they pick it up at their next reload");
         }
         Ok(())
     }
 
-    /// The version active before the current one: what a rollback
-    /// activates.
-    pub async fn previous_plugin_version(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.store.previous_activation(OPERATOR, name).await
-    }
-
-    /// The chain of what is in the folder and the database now, with
-    /// `change` applied, reusing the current chain's unchanged plugins.
-    async fn build_chain(&self, change: Option<Change<'_>>) -> Result<Chain, String> {
+    /// The chains of what is in the folder and the database now, with
+    /// `change` applied, reusing the current chains' unchanged plugins. A
+    /// tenant whose chain no longer loads keeps the one it had (or the
+    /// operator's), with an error logged, unless `change` is that tenant's:
+    /// then the change is refused.
+    pub(super) async fn build_chains(&self, change: Option<Change<'_>>) -> Result<Chains, String> {
         let mut uploaded = uploaded_bundles(&self.store).await?;
-        if let Some((name, bundle)) = change {
-            uploaded.retain(|b| b.manifest.name != name);
-            uploaded.extend(bundle);
+        let changed_scope = change.as_ref().map(|c| c.scope.to_string());
+        if let Some(change) = change {
+            let slots = uploaded.entry(change.scope.to_string()).or_default();
+            match change.bundle {
+                Some(bundle) => slots.insert(change.slot.to_string(), bundle),
+                None => slots.remove(change.slot),
+            };
         }
-        let previous = self.chain.load_full();
-        let chain = Chain::load(&self.runtime, &self.plugins, &uploaded, Some(&previous)).await?;
+        let previous = self.chains.load_full();
+        let operator_bundles: Vec<_> = uploaded
+            .remove(OPERATOR)
+            .unwrap_or_default()
+            .into_values()
+            .collect();
+        let operator = Chain::load(
+            &self.runtime,
+            &self.plugins,
+            &operator_bundles,
+            Some(&previous.operator),
+        )
+        .await?;
         let specs = self.store.channels().await.map_err(|e| e.to_string())?;
-        serves_all(&chain, &specs)?;
-        Ok(chain)
+        serves_all(&operator, &specs)?;
+        let mut tenants = HashMap::new();
+        for (tenant, slots) in uploaded {
+            if slots.is_empty() {
+                continue;
+            }
+            match self
+                .tenant_chain(&tenant, &operator, slots, previous.tenants.get(&tenant))
+                .await
+            {
+                Ok(chain) => {
+                    tenants.insert(tenant, Arc::new(chain));
+                }
+                Err(reason) if changed_scope.as_deref() == Some(tenant.as_str()) => {
+                    return Err(reason);
+                }
+                Err(reason) => {
+                    tracing::error!(%tenant, %reason, "a tenant's plugins no longer load; it keeps the chain it had");
+                    if let Some(kept) = previous.tenants.get(&tenant) {
+                        tenants.insert(tenant, kept.clone());
+                    }
+                }
+            }
+        }
+        Ok(Chains {
+            operator: Arc::new(operator),
+            tenants,
+        })
     }
 
-    fn swap_chain(&self, chain: Chain) {
-        let changed = chain.changed_since(&self.chain.load());
+    async fn tenant_chain(
+        &self,
+        tenant: &str,
+        operator: &Chain,
+        slots: BTreeMap<String, Bundle>,
+        previous: Option<&Arc<Chain>>,
+    ) -> Result<Chain, String> {
+        let limits = self
+            .store
+            .plugin_limits(tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let bundles: Vec<_> = slots
+            .into_values()
+            .map(|bundle| within(bundle, &limits))
+            .collect();
+        Chain::for_tenant(&self.runtime, operator, &bundles, previous.map(|c| &**c))
+            .await
+            .map_err(|reason| format!("tenant {tenant}: {reason}"))
+    }
+
+    fn swap_chains(&self, chains: Chains) {
+        let previous = self.chains.load();
+        let mut changed = chains.operator.changed_since(&previous.operator);
+        for (tenant, chain) in &chains.tenants {
+            let before = previous.tenants.get(tenant).unwrap_or(&previous.operator);
+            changed.extend(
+                chain
+                    .changed_since(before)
+                    .into_iter()
+                    .map(|plugin| format!("{plugin} for tenant {tenant}")),
+            );
+        }
+        let dropped: Vec<_> = previous
+            .tenants
+            .keys()
+            .filter(|tenant| !chains.tenants.contains_key(*tenant))
+            .map(|tenant| format!("tenant {tenant} back on the operator's chain"))
+            .collect();
+        changed.extend(dropped);
         if !changed.is_empty() {
             tracing::info!(?changed, "plugin chain swapped");
-            self.chain.store(Arc::new(chain));
+            self.chains.store(Arc::new(chains));
         }
     }
 }
 
-/// The uploaded bundles active operator-wide.
-pub(super) async fn uploaded_bundles(store: &Store) -> Result<Vec<Bundle>, String> {
-    store
+/// `bundle` held to a tenant's `limits`: its deadline and memory cap are
+/// the tenant's, or lower if its manifest asks for less.
+fn within(mut bundle: Bundle, limits: &PluginLimits) -> Bundle {
+    let cap = |asked: Option<u64>, limit: i64| {
+        let limit = u64::try_from(limit).unwrap_or(1);
+        Some(asked.map_or(limit, |asked| asked.min(limit)))
+    };
+    let manifest = &mut bundle.manifest;
+    manifest.limits.deadline_ms = cap(manifest.limits.deadline_ms, limits.deadline_ms);
+    manifest.limits.memory_mib = cap(manifest.limits.memory_mib, limits.memory_mib);
+    bundle
+}
+
+/// The active uploaded bundles of every scope, by slot.
+pub(super) async fn uploaded_bundles(store: &Store) -> Result<Uploaded, String> {
+    let mut uploaded = Uploaded::new();
+    let active = store
         .active_bundles()
         .await
-        .map_err(|e| format!("reading the uploaded plugin bundles: {e}"))?
-        .into_iter()
-        .filter(|(scope, _)| scope == OPERATOR)
-        .map(|(_, stored)| stored_bundle(stored))
-        .collect()
+        .map_err(|e| format!("reading the uploaded plugin bundles: {e}"))?;
+    for (scope, stored) in active {
+        let slot = slot(&scope, &stored.name, &stored.kind).to_string();
+        let bundle = stored_bundle(stored)?;
+        uploaded.entry(scope).or_default().insert(slot, bundle);
+    }
+    Ok(uploaded)
 }
 
 /// A bundle from the database, as loaded.
-fn stored_bundle(stored: StoredBundle) -> Result<Bundle, String> {
+pub fn stored_bundle(stored: StoredBundle) -> Result<Bundle, String> {
     let manifest = Manifest::parse(&stored.manifest)
         .map_err(|e| format!("stored bundle {}@{}: {e}", stored.name, stored.version))?;
     Ok(Bundle::new(manifest, stored.component))
@@ -134,7 +241,7 @@ fn stored_bundle(stored: StoredBundle) -> Result<Bundle, String> {
 
 /// Follows the other replicas' plugin changes (PostgreSQL only) until the
 /// gateway is gone: a notice, or a reconnection that may have missed
-/// some, reloads the chain.
+/// some, reloads the chains.
 pub async fn follow_fleet(gateway: Weak<Gateway>) {
     let Some(store) = gateway.upgrade().map(|g| g.store.clone()) else {
         return;

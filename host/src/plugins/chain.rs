@@ -1,6 +1,8 @@
 //! The plugin chain a request runs through: the risk check, the router,
-//! pricing, and a translator per protocol, chosen by name among the built-in bundles and
-//! those in the configured folder.
+//! pricing, and a translator per protocol, chosen by name among the
+//! built-in bundles, those in the configured folder and those uploaded; and
+//! a tenant's chain, the operator's with the tenant's own router or pricing
+//! in place.
 
 use super::builtin;
 use super::bundle::Bundle;
@@ -16,7 +18,11 @@ use std::sync::Arc;
 pub struct Chain {
     pub risk: Risk,
     pub router: Router,
+    /// What the caller's user is charged.
     pub pricing: Pricing,
+    /// What the operator charges the tenant, when the tenant prices its
+    /// users with a plugin of its own.
+    pub operator_pricing: Option<Pricing>,
     translators: HashMap<String, Translator>,
     /// Bundle name → (what was loaded, the plugin), so the next version of
     /// the chain reuses every plugin whose bundle did not change.
@@ -71,12 +77,60 @@ impl Chain {
             risk,
             router,
             pricing,
+            operator_pricing: None,
             translators,
             loaded: loader.loaded,
         })
     }
 
+    /// `operator`'s chain with a tenant's own router and pricing `bundles`
+    /// in place, reusing the plugins of the tenant's `previous` chain whose
+    /// bundles did not change.
+    pub async fn for_tenant(
+        runtime: &Arc<Runtime>,
+        operator: &Chain,
+        bundles: &[Bundle],
+        previous: Option<&Chain>,
+    ) -> Result<Self, String> {
+        let bundles: BTreeMap<String, Bundle> = bundles
+            .iter()
+            .map(|b| (b.manifest.name.clone(), b.clone()))
+            .collect();
+        let no_overrides = PluginsConfig::default();
+        let mut loader = Loader {
+            runtime,
+            bundles: &bundles,
+            config: &no_overrides,
+            previous: previous.map(|chain| &chain.loaded),
+            loaded: HashMap::new(),
+        };
+        let mut chain = Chain {
+            risk: operator.risk.clone(),
+            router: operator.router.clone(),
+            pricing: operator.pricing.clone(),
+            operator_pricing: None,
+            translators: operator.translators.clone(),
+            loaded: HashMap::new(),
+        };
+        for name in bundles.keys() {
+            match loader.load(name).await? {
+                LoadedPlugin::Router(router) => chain.router = router,
+                LoadedPlugin::Pricing(pricing) => {
+                    chain.operator_pricing = Some(std::mem::replace(&mut chain.pricing, pricing));
+                }
+                other => {
+                    return Err(format!(
+                        "{other:?}: a tenant may bring only router and pricing plugins"
+                    ));
+                }
+            }
+        }
+        chain.loaded = loader.loaded;
+        Ok(chain)
+    }
+
     /// The bundles of this chain that `previous` did not have as they are.
+    /// A tenant's chain names only the tenant's own.
     pub fn changed_since(&self, previous: &Chain) -> Vec<String> {
         let mut changed: Vec<String> = self
             .loaded
@@ -156,4 +210,25 @@ fn read_folder(dir: &std::path::Path) -> Result<Vec<Bundle>, String> {
         }
     }
     Ok(bundles)
+}
+
+/// Every chain serving now: the operator's, and one per tenant that has
+/// plugins of its own.
+pub struct Chains {
+    pub operator: Arc<Chain>,
+    pub tenants: HashMap<String, Arc<Chain>>,
+}
+
+impl Chains {
+    pub fn new(operator: Chain) -> Self {
+        Chains {
+            operator: Arc::new(operator),
+            tenants: HashMap::new(),
+        }
+    }
+
+    /// The chain serving `tenant`'s calls.
+    pub fn for_tenant(&self, tenant: &str) -> &Arc<Chain> {
+        self.tenants.get(tenant).unwrap_or(&self.operator)
+    }
 }

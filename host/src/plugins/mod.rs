@@ -19,7 +19,7 @@ pub use bundle::{
     Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind, hex,
 };
 pub use cache::Origin;
-pub use chain::Chain;
+pub use chain::{Chain, Chains};
 pub use fault::{CallError, Failure};
 pub use kinds::{LoadedPlugin, Plugin, Pricing, Risk, Router, Translator, TranslatorStream};
 pub use pool::World;

@@ -474,7 +474,7 @@ impl Store {
         }))
     }
 
-    async fn require(&self, table: &'static str, id: &str, what: &str) -> Result<()> {
+    pub(super) async fn require(&self, table: &'static str, id: &str, what: &str) -> Result<()> {
         // `table` is one of a fixed few names, never input.
         let exists = sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1"))
             .bind(id)

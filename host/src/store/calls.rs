@@ -33,8 +33,13 @@ pub struct CallRecord {
     /// `upstream` (the provider's report), `estimated` (counted by Sluice)
     /// or `none` (nothing to count: the call was not charged).
     pub usage_source: String,
-    /// What pricing said the call costs.
+    /// What pricing said the call costs the caller's user.
     pub priced: i64,
+    /// What the operator's pricing says it costs the caller's tenant: the
+    /// same as `priced` unless the tenant prices with a plugin of its own.
+    pub operator_priced: i64,
+    /// The pricing plugin version behind `priced`: `name@version#hash`.
+    pub pricing_plugin: String,
     /// What was taken from the balance for this call: `priced`, or less if
     /// the balance ran out.
     pub charge: i64,
@@ -51,7 +56,7 @@ pub(super) async fn insert_calls(
     connection: &mut sqlx::AnyConnection,
     rows: &[(&CallRecord, i64, i64)],
 ) -> Result<()> {
-    const COLUMNS: usize = 23;
+    const COLUMNS: usize = 25;
     let values: Vec<String> = (0..rows.len())
         .map(|row| {
             format!(
@@ -64,7 +69,7 @@ pub(super) async fn insert_calls(
         "INSERT INTO call_logs (request_id, tenant_id, user_id, key_id, channel, model, protocol,
          stream, status, ending, error, prompt_tokens, completion_tokens, cached_tokens,
          cache_write_tokens, reasoning_tokens, usage_source, charge, priced, held, latency_ms,
-         ttft_ms, created_at) VALUES {}",
+         ttft_ms, created_at, operator_priced, pricing_plugin) VALUES {}",
         values.join(", ")
     );
     let now = now_ms();
@@ -102,7 +107,9 @@ pub(super) async fn insert_calls(
             .bind(*held)
             .bind(record.latency_ms)
             .bind(record.ttft_ms)
-            .bind(created_at);
+            .bind(created_at)
+            .bind(record.operator_priced)
+            .bind(&record.pricing_plugin);
     }
     query.execute(connection).await?;
     Ok(())
@@ -209,7 +216,8 @@ impl Store {
         let sql = format!(
             "SELECT request_id, tenant_id, user_id, key_id, channel, model, protocol, stream, status,
              ending, error, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
-             reasoning_tokens, usage_source, charge, priced, held, latency_ms, ttft_ms, created_at
+             reasoning_tokens, usage_source, charge, priced, held, latency_ms, ttft_ms, created_at,
+             operator_priced, pricing_plugin
              FROM call_logs WHERE {FILTER} ORDER BY created_at DESC, request_id DESC
              LIMIT $10 OFFSET $11"
         );
@@ -290,6 +298,8 @@ fn call_of(row: &AnyRow) -> CallRecord {
         latency_ms: row.get(20),
         ttft_ms: row.get(21),
         created_at: row.get(22),
+        operator_priced: row.get(23),
+        pricing_plugin: row.get(24),
     }
 }
 

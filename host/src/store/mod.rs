@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod audit;
 pub mod calls;
 pub mod channels;
+pub mod delegation;
 pub mod ledger;
 pub mod notices;
 pub mod plugins;

@@ -1,6 +1,9 @@
-//! Uploaded plugin bundles and which version of each name is active, per
-//! scope: `OPERATOR` for the whole gateway, or a tenant id. Activations are
-//! appended, never updated, so every earlier state can be rolled back to.
+//! Uploaded plugin bundles and which version is active in each slot, per
+//! scope: `OPERATOR` for the whole gateway, or a tenant id. The operator's
+//! slots are bundle names (an upload named `router` replaces the built-in
+//! router); a tenant's are plugin kinds (its own router, its own pricing).
+//! Activations are appended, never updated, so every earlier state can be
+//! rolled back to.
 
 use super::{Result, Store, StoreError, now_ms};
 use serde::Serialize;
@@ -10,10 +13,19 @@ use utoipa::ToSchema;
 /// The scope of operator-wide bundles.
 pub const OPERATOR: &str = "";
 
+/// The slot a bundle of `name` and `kind` fills in `scope`.
+pub fn slot<'a>(scope: &str, name: &'a str, kind: &'a str) -> &'a str {
+    if scope == OPERATOR { name } else { kind }
+}
+
+/// SQL for the slot of the `plugin_bundles` row `b`, as `slot` computes it.
+const SLOT_OF_B: &str = "CASE WHEN b.scope = '' THEN b.name ELSE b.kind END";
+
 /// A bundle as uploaded: its manifest text and component.
 pub struct StoredBundle {
     pub name: String,
     pub version: String,
+    pub kind: String,
     pub manifest: String,
     pub component: Vec<u8>,
 }
@@ -98,13 +110,14 @@ impl Store {
         scope: &str,
         name: Option<&str>,
     ) -> Result<Vec<BundleVersion>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT b.name, b.version, b.kind, b.content_hash, b.uploaded_by, b.uploaded_at, b.id, \
-                    COALESCE((SELECT a.bundle_id FROM plugin_activations a WHERE a.scope = b.scope AND a.name = b.name ORDER BY a.id DESC LIMIT 1), 0), \
+                    COALESCE((SELECT a.bundle_id FROM plugin_activations a \
+                              WHERE a.scope = b.scope AND a.slot = {SLOT_OF_B} ORDER BY a.id DESC LIMIT 1), 0), \
                     LENGTH(b.component) \
              FROM plugin_bundles b WHERE b.scope = $1 AND ($2 = '' OR b.name = $2) \
-             ORDER BY b.name, b.id DESC",
-        )
+             ORDER BY b.name, b.id DESC"
+        ))
         .bind(scope)
         .bind(name.unwrap_or_default())
         .fetch_all(self.pool())
@@ -127,7 +140,7 @@ impl Store {
     /// One stored version.
     pub async fn bundle(&self, scope: &str, name: &str, version: &str) -> Result<StoredBundle> {
         let row = sqlx::query(
-            "SELECT manifest, component FROM plugin_bundles WHERE scope = $1 AND name = $2 AND version = $3",
+            "SELECT manifest, component, kind FROM plugin_bundles WHERE scope = $1 AND name = $2 AND version = $3",
         )
         .bind(scope)
         .bind(name)
@@ -138,6 +151,7 @@ impl Store {
         Ok(StoredBundle {
             name: name.into(),
             version: version.into(),
+            kind: row.get(2),
             manifest: row.get(0),
             component: row.get(1),
         })
@@ -146,9 +160,9 @@ impl Store {
     /// The active bundles of every scope: (scope, bundle).
     pub async fn active_bundles(&self) -> Result<Vec<(String, StoredBundle)>> {
         let rows = sqlx::query(
-            "SELECT a.scope, b.name, b.version, b.manifest, b.component \
+            "SELECT a.scope, b.name, b.version, b.manifest, b.component, b.kind \
              FROM plugin_activations a JOIN plugin_bundles b ON b.id = a.bundle_id \
-             WHERE a.id IN (SELECT MAX(id) FROM plugin_activations GROUP BY scope, name) \
+             WHERE a.id IN (SELECT MAX(id) FROM plugin_activations GROUP BY scope, slot) \
              ORDER BY a.scope, b.name",
         )
         .fetch_all(self.pool())
@@ -161,6 +175,7 @@ impl Store {
                     StoredBundle {
                         name: row.get(1),
                         version: row.get(2),
+                        kind: row.get(5),
                         manifest: row.get(3),
                         component: row.get(4),
                     },
@@ -169,18 +184,18 @@ impl Store {
             .collect())
     }
 
-    /// Makes `version` of `name` the active one in `scope`; `None` makes no
-    /// uploaded version active (the built-in or folder bundle serves).
+    /// Makes `bundle` (name, version) the active one of `slot` in `scope`;
+    /// `None` makes no uploaded version active (the operator's serves).
     pub async fn activate_bundle(
         &self,
         scope: &str,
-        name: &str,
-        version: Option<&str>,
+        slot: &str,
+        bundle: Option<(&str, &str)>,
         by: &str,
     ) -> Result<()> {
-        let bundle_id: Option<i64> = match version {
+        let bundle_id: Option<i64> = match bundle {
             None => None,
-            Some(version) => Some(
+            Some((name, version)) => Some(
                 sqlx::query(
                     "SELECT id FROM plugin_bundles WHERE scope = $1 AND name = $2 AND version = $3",
                 )
@@ -194,10 +209,10 @@ impl Store {
             ),
         };
         sqlx::query(
-            "INSERT INTO plugin_activations (scope, name, bundle_id, activated_by, activated_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO plugin_activations (scope, slot, bundle_id, activated_by, activated_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(scope)
-        .bind(name)
+        .bind(slot)
         .bind(bundle_id)
         .bind(by)
         .bind(now_ms())
@@ -206,23 +221,29 @@ impl Store {
         Ok(())
     }
 
-    /// The version that was active before the current one (`None`: no
-    /// uploaded version was), or not found when nothing was activated
-    /// before the current state.
-    pub async fn previous_activation(&self, scope: &str, name: &str) -> Result<Option<String>> {
+    /// The bundle (name, version) that was active in `slot` before the
+    /// current one (`None`: no uploaded one was), or not found when nothing
+    /// was activated before the current state.
+    pub async fn previous_activation(
+        &self,
+        scope: &str,
+        slot: &str,
+    ) -> Result<Option<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT b.version FROM plugin_activations a LEFT JOIN plugin_bundles b ON b.id = a.bundle_id \
-             WHERE a.scope = $1 AND a.name = $2 ORDER BY a.id DESC LIMIT 2",
+            "SELECT b.name, b.version FROM plugin_activations a LEFT JOIN plugin_bundles b ON b.id = a.bundle_id \
+             WHERE a.scope = $1 AND a.slot = $2 ORDER BY a.id DESC LIMIT 2",
         )
         .bind(scope)
-        .bind(name)
+        .bind(slot)
         .fetch_all(self.pool())
         .await?;
         match rows.as_slice() {
-            [_current, previous] => Ok(previous.get(0)),
+            [_current, previous] => Ok(previous
+                .get::<Option<String>, _>(0)
+                .zip(previous.get::<Option<String>, _>(1))),
             [_current] => Ok(None),
             _ => Err(StoreError::NotFound(format!(
-                "an activation of plugin {name} to roll back"
+                "an activation of {slot} to roll back"
             ))),
         }
     }
@@ -272,15 +293,15 @@ mod tests {
             assert!(store.previous_activation(OPERATOR, "router").await.is_err());
 
             store
-                .activate_bundle(OPERATOR, "router", Some("1"), "op")
+                .activate_bundle(OPERATOR, "router", Some(("router", "1")), "op")
                 .await
                 .unwrap();
             store
-                .activate_bundle(OPERATOR, "router", Some("2"), "op")
+                .activate_bundle(OPERATOR, "router", Some(("router", "2")), "op")
                 .await
                 .unwrap();
             store
-                .activate_bundle("acme", "router", Some("1"), "acme")
+                .activate_bundle("acme", "router", Some(("router", "1")), "acme")
                 .await
                 .unwrap();
             let active = store.active_bundles().await.unwrap();
@@ -304,12 +325,8 @@ mod tests {
             assert_eq!(listed[0].size_bytes, 3);
 
             assert_eq!(
-                store
-                    .previous_activation(OPERATOR, "router")
-                    .await
-                    .unwrap()
-                    .as_deref(),
-                Some("1")
+                store.previous_activation(OPERATOR, "router").await.unwrap(),
+                Some(("router".into(), "1".into()))
             );
             store
                 .activate_bundle(OPERATOR, "router", None, "op")
@@ -317,7 +334,7 @@ mod tests {
                 .unwrap();
             assert_eq!(store.active_bundles().await.unwrap().len(), 1);
             let missing = store
-                .activate_bundle(OPERATOR, "router", Some("9"), "op")
+                .activate_bundle(OPERATOR, "router", Some(("router", "9")), "op")
                 .await;
             assert!(matches!(missing, Err(StoreError::NotFound(_))));
             assert_eq!(
