@@ -123,7 +123,8 @@ def test_a_tenant_prices_its_users_and_the_operator_prices_the_tenant(tenants):
 def test_a_tenant_plugin_fault_fails_only_that_tenants_requests(tenants):
     admin, bundles = tenants["admin"], tenants["bundles"]
     acme, globex = tenants["acme"], tenants["globex"]
-    limits = {"kinds": ["router"], "max_bundle_bytes": 4 << 20, "memory_mib": 8, "deadline_ms": 20}
+    limits = {"kinds": ["router"], "max_bundle_bytes": 4 << 20, "memory_mib": 8, "deadline_ms": 20,
+              "require_dry_run": False}
     assert admin.send("PUT", "/tenants/acme/plugin-limits", limits) == limits
     refused = acme["admin"].post("/plugins", json=upload_body(bundles / "pricing", "acme-pricing", "3.0.0"))
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "kind_not_allowed"

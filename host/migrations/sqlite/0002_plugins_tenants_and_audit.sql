@@ -51,7 +51,8 @@ CREATE TABLE tenant_plugin_limits (
     kinds             TEXT NOT NULL,
     max_bundle_bytes  BIGINT NOT NULL,
     memory_mib        BIGINT NOT NULL,
-    deadline_ms       BIGINT NOT NULL
+    deadline_ms       BIGINT NOT NULL,
+    require_dry_run   BIGINT NOT NULL DEFAULT 0
 );
 
 -- Admin credentials scoped to one tenant, stored as SHA-256 digests.
@@ -66,6 +67,23 @@ CREATE TABLE tenant_admin_tokens (
 
 -- Which pricing plugin version priced a call, and what the operator's
 -- pricing charges the tenant for it (the same as `priced` unless the
--- tenant prices its users with a plugin of its own).
+-- tenant prices its users with a plugin of its own); and what the router
+-- and pricing were given (JSON), so a new version can be replayed over it.
 ALTER TABLE call_logs ADD COLUMN pricing_plugin TEXT NOT NULL DEFAULT '';
 ALTER TABLE call_logs ADD COLUMN operator_priced BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE call_logs ADD COLUMN replay TEXT NOT NULL DEFAULT '';
+CREATE INDEX call_logs_by_tenant ON call_logs (tenant_id, created_at);
+
+-- Dry runs of uploaded versions over recorded calls, with their report.
+CREATE TABLE plugin_dry_runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope         TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    clean         BIGINT NOT NULL,
+    report        TEXT NOT NULL,
+    run_by        TEXT NOT NULL,
+    run_at        BIGINT NOT NULL
+);
+CREATE INDEX plugin_dry_runs_by_version ON plugin_dry_runs (scope, name, version, id);

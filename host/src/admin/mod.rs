@@ -37,7 +37,7 @@ use utoipa::OpenApi;
         channels::list_channels, channels::put_channel, channels::update_channel_status,
         channels::list_prices, channels::put_price, channels::delete_price,
         calls::list_calls, calls::usage, calls::plugin_metrics,
-        plugins::upload, plugins::list, plugins::activate, plugins::rollback, plugins::audit,
+        plugins::upload, plugins::list, plugins::activate, plugins::rollback, plugins::dry_run, plugins::audit,
         plugins::plugin_limits, plugins::set_plugin_limits,
         plugins::create_tenant_token, plugins::revoke_tenant_token,
     ),
@@ -108,6 +108,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/plugins/{name}/activate", post(plugins::activate))
         .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/plugins/{name}/dry-run", post(plugins::dry_run))
         .route(
             "/tenants/{id}/plugin-limits",
             get(plugins::plugin_limits).put(plugins::set_plugin_limits),
@@ -136,10 +137,11 @@ pub struct Actor {
 }
 
 /// The routes a tenant's token may use (as matched, under `/admin`).
-const TENANT_ROUTES: [&str; 4] = [
+const TENANT_ROUTES: [&str; 5] = [
     "/plugins",
     "/plugins/{name}/activate",
     "/plugins/{name}/rollback",
+    "/plugins/{name}/dry-run",
     "/audit",
 ];
 

@@ -4,11 +4,11 @@
 //! admin change. A tenant's token reaches only its own scope.
 
 use super::{Actor, AdminError, AdminResult, Audited, Body, Params};
-use crate::gateway::{Change, Gateway, PluginChangeError, stored_bundle};
+use crate::gateway::{Change, DryRunReport, Gateway, PluginChangeError, stored_bundle};
 use crate::plugins::{Bundle, Manifest};
 use crate::store::audit::AuditEntry;
 use crate::store::delegation::{PluginLimits, TenantToken};
-use crate::store::plugins::{BundleVersion, NewBundle, OPERATOR, slot};
+use crate::store::plugins::{BundleVersion, DryRunEntry, NewBundle, OPERATOR, slot};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -181,6 +181,10 @@ pub struct Activation {
     /// built-in or folder bundle of that name).
     #[serde(default)]
     version: Option<String>,
+    /// Refuse unless this version had a clean dry run (no faults) in the
+    /// last 24 hours. Always required for a tenant whose limits say so.
+    #[serde(default)]
+    require_dry_run: bool,
 }
 
 /// What serves in a slot after a change.
@@ -209,7 +213,91 @@ pub async fn activate(
     let scope = scope(&gateway, &actor, query).await?;
     let slot = slot_for(&gateway, &scope, &name).await?;
     let bundle = activation.version.map(|version| (name, version));
+    let required = activation.require_dry_run
+        || limits_of(&gateway, &scope)
+            .await?
+            .is_some_and(|limits| limits.require_dry_run);
+    if let (true, Some((name, version))) = (required, &bundle) {
+        let hash = version_info(&gateway, &scope, name, version)
+            .await?
+            .content_hash;
+        let clean = gateway
+            .store
+            .latest_dry_run_clean(&scope, name, version, &hash)
+            .await?;
+        if clean != Some(true) {
+            let why = match clean {
+                None => "has had no dry run in the last 24 hours",
+                Some(_) => "faulted in its latest dry run",
+            };
+            return Err(AdminError::new(
+                StatusCode::CONFLICT,
+                "dry_run_required",
+                format!("{name}@{version} {why}; activation needs a clean one."),
+            )
+            .audited(Audited::plugin(&scope, name, version, &hash)));
+        }
+    }
     change(&gateway, &actor, &scope, &slot, bundle).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// The uploaded version to replay.
+    version: String,
+    /// How many of the newest recorded calls to replay, 1 to 10000
+    /// (1000 by default).
+    #[serde(default = "default_dry_run_calls")]
+    calls: i64,
+}
+
+fn default_dry_run_calls() -> i64 {
+    1000
+}
+
+/// Replays an uploaded router or pricing version over the scope's newest
+/// recorded calls beside the version serving now, and reports what would
+/// change: calls routed elsewhere, charges changed and by how much in all.
+/// The run is recorded, for activations that require a clean one.
+#[utoipa::path(post, path = "/admin/plugins/{name}/dry-run", params(ScopeQuery), request_body = DryRun,
+    responses((status = 200, body = DryRunReport), (status = 403), (status = 404), (status = 422)))]
+pub async fn dry_run(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(name): Path<String>,
+    Params(query): Params<ScopeQuery>,
+    Body(run): Body<DryRun>,
+) -> Result<Response, AdminError> {
+    let scope = scope(&gateway, &actor, query).await?;
+    let limits = limits_of(&gateway, &scope).await?;
+    let stored = gateway.store.bundle(&scope, &name, &run.version).await?;
+    let bundle = stored_bundle(stored).map_err(|reason| {
+        AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", reason)
+    })?;
+    let hash = bundle.id().content_hash;
+    let audited = Audited::plugin(&scope, &name, &run.version, &hash);
+    let report = gateway
+        .dry_run(&scope, &bundle, limits.as_ref(), run.calls)
+        .await
+        .map_err(|reason| {
+            AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, "dry_run_failed", reason)
+                .audited(audited.clone())
+        })?;
+    let text = serde_json::to_string(&report).expect("a report serializes");
+    gateway
+        .store
+        .record_dry_run(&DryRunEntry {
+            scope: &scope,
+            name: &name,
+            version: &run.version,
+            content_hash: &hash,
+            clean: report.clean,
+            report: &text,
+            run_by: &actor.name,
+        })
+        .await?;
+    Ok((audited, Json(report)).into_response())
 }
 
 /// Activates again what was active in the slot before the current one. A

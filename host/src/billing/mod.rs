@@ -18,8 +18,9 @@
 //! charge, go into the call log.
 
 mod estimate;
+pub mod replay;
 
-use crate::plugins::bindings::{Caller, Envelope, PriceTable, Usage};
+use crate::plugins::bindings::{Caller, ChannelCandidate, Envelope, PriceTable, Usage};
 use crate::plugins::{Chain, Pricing, Translator};
 use crate::server::error::ApiError;
 use crate::store::calls::CallRecord;
@@ -33,7 +34,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
-pub use estimate::completion_text;
+pub use estimate::{completion_text, ratio_charge};
 
 pub struct Billing {
     store: Store,
@@ -91,6 +92,8 @@ pub struct Ticket {
     /// The canonical request, to count its prompt should the upstream not.
     canonical: Bytes,
     protocol: &'static str,
+    /// The router's candidates and the channels in the order it chose.
+    route: Option<(Vec<ChannelCandidate>, Vec<String>)>,
     settled: bool,
 }
 
@@ -198,6 +201,7 @@ impl Billing {
             prices,
             canonical,
             protocol,
+            route: None,
             settled: true,
         };
         let amount = ticket.price(estimate).await;
@@ -235,6 +239,24 @@ impl Billing {
 }
 
 impl Ticket {
+    /// Records what the router was given and chose, for dry runs.
+    pub fn record_route(&mut self, candidates: Vec<ChannelCandidate>, order: Vec<String>) {
+        self.route = Some((candidates, order));
+    }
+
+    /// What the router and pricing were given, as the call log keeps it.
+    fn replay(&mut self) -> String {
+        let (candidates, route) = self.route.take().unwrap_or_default();
+        let replay = replay::Replay {
+            envelope: self.envelope.clone(),
+            caller: self.caller.clone(),
+            prices: self.prices,
+            candidates,
+            route,
+        };
+        serde_json::to_string(&replay).expect("plain data serializes")
+    }
+
     /// Settles the call `log` describes, in the background (the client has
     /// its answer already); shutdown waits for it.
     pub fn settle(mut self, log: &AccessLog, delivered: Delivered) {
@@ -254,6 +276,7 @@ impl Ticket {
             latency_ms: millis(log.elapsed()),
             ttft_ms: log.time_to_first_byte().map(millis),
             pricing_plugin: self.pricing_plugin(),
+            replay: self.replay(),
             ..CallRecord::default()
         };
         let reported = log.usage;
@@ -372,6 +395,7 @@ impl Drop for Ticket {
             error: Some("the client left before the answer".into()),
             usage_source: "none".into(),
             pricing_plugin: self.pricing_plugin(),
+            replay: self.replay(),
             ..CallRecord::default()
         };
         let billing = self.billing.clone();

@@ -136,6 +136,10 @@ async fn serve(
     if order.is_empty() {
         return Err(ApiError::no_channel(&chat.model));
     }
+    if let Some(ticket) = &mut book.ticket {
+        let route = order.iter().map(|&i| channels[i].name.clone()).collect();
+        ticket.record_route(candidates, route);
+    }
 
     let call = Call {
         chain,

@@ -4,12 +4,14 @@
 mod book;
 mod call;
 mod count_tokens;
+mod dry_run;
 mod inbound;
 mod plugins;
 mod stream;
 
 pub use call::serve_call;
 pub use count_tokens::count_tokens;
+pub use dry_run::{Difference, DryRunReport, PricingChanges, RoutingChanges};
 pub use inbound::Inbound;
 pub use plugins::{Change, PluginChangeError, follow_fleet, stored_bundle};
 

@@ -206,7 +206,7 @@ impl Gateway {
 
 /// `bundle` held to a tenant's `limits`: its deadline and memory cap are
 /// the tenant's, or lower if its manifest asks for less.
-fn within(mut bundle: Bundle, limits: &PluginLimits) -> Bundle {
+pub(super) fn within(mut bundle: Bundle, limits: &PluginLimits) -> Bundle {
     let cap = |asked: Option<u64>, limit: i64| {
         let limit = u64::try_from(limit).unwrap_or(1);
         Some(asked.map_or(limit, |asked| asked.min(limit)))

@@ -3,21 +3,25 @@
 //! `Envelope` type serves every kind.
 
 mod router {
+    // Serializable, so a call's inputs are recorded for dry runs.
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "router-plugin",
         exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
-/// The other worlds, reusing the router world's `types` and `host`.
+/// The other worlds, reusing the router world's `types` and `host`, with
+/// extra derives where their types are recorded.
 macro_rules! world_bindings {
-    ($module:ident, $world:literal) => {
+    ($module:ident, $world:literal $(, $derive:path)*) => {
         mod $module {
             wasmtime::component::bindgen!({
                 path: "../wit",
                 world: $world,
                 exports: { default: async },
+                additional_derives: [$($derive),*],
                 with: {
                     "sluice:plugin/types": super::router::sluice::plugin::types,
                     "sluice:plugin/host": super::router::sluice::plugin::host,
@@ -28,8 +32,14 @@ macro_rules! world_bindings {
 }
 
 world_bindings!(risk, "risk-plugin");
-world_bindings!(pricing, "pricing-plugin");
 world_bindings!(translator, "translator-plugin");
+// Price tables are recorded with each call, for dry runs.
+world_bindings!(
+    pricing,
+    "pricing-plugin",
+    serde::Serialize,
+    serde::Deserialize
+);
 
 pub use pricing::exports::sluice::plugin::pricing::PriceTable;
 pub use pricing::{PricingPlugin, PricingPluginPre};

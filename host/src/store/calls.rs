@@ -40,6 +40,10 @@ pub struct CallRecord {
     pub operator_priced: i64,
     /// The pricing plugin version behind `priced`: `name@version#hash`.
     pub pricing_plugin: String,
+    /// What the router and pricing were given (JSON), for dry runs; not
+    /// listed.
+    #[serde(skip)]
+    pub replay: String,
     /// What was taken from the balance for this call: `priced`, or less if
     /// the balance ran out.
     pub charge: i64,
@@ -56,7 +60,7 @@ pub(super) async fn insert_calls(
     connection: &mut sqlx::AnyConnection,
     rows: &[(&CallRecord, i64, i64)],
 ) -> Result<()> {
-    const COLUMNS: usize = 25;
+    const COLUMNS: usize = 26;
     let values: Vec<String> = (0..rows.len())
         .map(|row| {
             format!(
@@ -69,7 +73,7 @@ pub(super) async fn insert_calls(
         "INSERT INTO call_logs (request_id, tenant_id, user_id, key_id, channel, model, protocol,
          stream, status, ending, error, prompt_tokens, completion_tokens, cached_tokens,
          cache_write_tokens, reasoning_tokens, usage_source, charge, priced, held, latency_ms,
-         ttft_ms, created_at, operator_priced, pricing_plugin) VALUES {}",
+         ttft_ms, created_at, operator_priced, pricing_plugin, replay) VALUES {}",
         values.join(", ")
     );
     let now = now_ms();
@@ -109,10 +113,21 @@ pub(super) async fn insert_calls(
             .bind(record.ttft_ms)
             .bind(created_at)
             .bind(record.operator_priced)
-            .bind(&record.pricing_plugin);
+            .bind(&record.pricing_plugin)
+            .bind(&record.replay);
     }
     query.execute(connection).await?;
     Ok(())
+}
+
+/// A call as a dry run replays it.
+pub struct RecordedCall {
+    pub request_id: String,
+    pub replay: String,
+    /// Whether the call was charged (its usage priced).
+    pub charged: bool,
+    /// Prompt, completion, cached, cache-write and reasoning tokens.
+    pub tokens: [i64; 5],
 }
 
 #[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
@@ -204,6 +219,35 @@ impl Dimension {
 }
 
 impl Store {
+    /// The newest `limit` calls (of `tenant`, when given) that recorded
+    /// what their router and pricing were given: (request id, replay JSON,
+    /// whether the call was charged, its usage).
+    pub async fn recorded_calls(
+        &self,
+        tenant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RecordedCall>> {
+        let rows = sqlx::query(
+            "SELECT request_id, replay, usage_source, prompt_tokens, completion_tokens, cached_tokens,
+             cache_write_tokens, reasoning_tokens FROM call_logs
+             WHERE replay <> '' AND ($1 IS NULL OR tenant_id = $1)
+             ORDER BY created_at DESC, request_id DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| RecordedCall {
+                request_id: row.get(0),
+                replay: row.get(1),
+                charged: row.get::<String, _>(2) != "none",
+                tokens: [row.get(3), row.get(4), row.get(5), row.get(6), row.get(7)],
+            })
+            .collect())
+    }
+
     /// A page of calls matching `filter`, newest first.
     pub async fn calls(&self, filter: &CallFilter, page: i64, page_size: i64) -> Result<CallPage> {
         let page = page.clamp(1, 1_000_000);
@@ -300,6 +344,7 @@ fn call_of(row: &AnyRow) -> CallRecord {
         created_at: row.get(22),
         operator_priced: row.get(23),
         pricing_plugin: row.get(24),
+        replay: String::new(),
     }
 }
 

@@ -18,6 +18,10 @@ pub struct PluginLimits {
     pub memory_mib: i64,
     /// Deadline of one call into the tenant's plugins.
     pub deadline_ms: i64,
+    /// Whether a version must have had a clean dry run before it is
+    /// activated.
+    #[serde(default)]
+    pub require_dry_run: bool,
 }
 
 impl Default for PluginLimits {
@@ -27,6 +31,7 @@ impl Default for PluginLimits {
             max_bundle_bytes: 4 << 20,
             memory_mib: 16,
             deadline_ms: 20,
+            require_dry_run: false,
         }
     }
 }
@@ -73,7 +78,7 @@ impl Store {
 
     pub async fn plugin_limits(&self, tenant_id: &str) -> Result<PluginLimits> {
         let row = sqlx::query(
-            "SELECT kinds, max_bundle_bytes, memory_mib, deadline_ms FROM tenant_plugin_limits WHERE tenant_id = $1",
+            "SELECT kinds, max_bundle_bytes, memory_mib, deadline_ms, require_dry_run FROM tenant_plugin_limits WHERE tenant_id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(self.pool())
@@ -84,6 +89,7 @@ impl Store {
                 max_bundle_bytes: row.get(1),
                 memory_mib: row.get(2),
                 deadline_ms: row.get(3),
+                require_dry_run: row.get::<i64, _>(4) != 0,
             },
             None => PluginLimits::default(),
         })
@@ -97,13 +103,14 @@ impl Store {
             .execute(self.pool())
             .await?;
         sqlx::query(
-            "INSERT INTO tenant_plugin_limits (tenant_id, kinds, max_bundle_bytes, memory_mib, deadline_ms) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tenant_plugin_limits (tenant_id, kinds, max_bundle_bytes, memory_mib, deadline_ms, require_dry_run) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant_id)
         .bind(to_json(&limits.kinds))
         .bind(limits.max_bundle_bytes)
         .bind(limits.memory_mib)
         .bind(limits.deadline_ms)
+        .bind(i64::from(limits.require_dry_run))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -194,6 +201,7 @@ mod tests {
                 max_bundle_bytes: 1000,
                 memory_mib: 8,
                 deadline_ms: 5,
+                require_dry_run: true,
             };
             store.set_plugin_limits("acme", &limits).await.unwrap();
             assert_eq!(store.plugin_limits("acme").await.unwrap(), limits);

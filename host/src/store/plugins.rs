@@ -249,6 +249,64 @@ impl Store {
     }
 }
 
+/// How long a dry run stands for its version when activation requires one.
+pub const DRY_RUN_VALID_MS: i64 = 24 * 3_600_000;
+
+/// A dry run, as recorded.
+pub struct DryRunEntry<'a> {
+    pub scope: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub content_hash: &'a str,
+    pub clean: bool,
+    /// The report, JSON.
+    pub report: &'a str,
+    pub run_by: &'a str,
+}
+
+impl Store {
+    pub async fn record_dry_run(&self, run: &DryRunEntry<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_dry_runs (scope, name, version, content_hash, clean, report, run_by, run_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(run.scope)
+        .bind(run.name)
+        .bind(run.version)
+        .bind(run.content_hash)
+        .bind(i64::from(run.clean))
+        .bind(run.report)
+        .bind(run.run_by)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the latest dry run of this content, within
+    /// `DRY_RUN_VALID_MS`, was clean (`None`: there was none).
+    pub async fn latest_dry_run_clean(
+        &self,
+        scope: &str,
+        name: &str,
+        version: &str,
+        content_hash: &str,
+    ) -> Result<Option<bool>> {
+        let row = sqlx::query(
+            "SELECT clean FROM plugin_dry_runs WHERE scope = $1 AND name = $2 AND version = $3 \
+             AND content_hash = $4 AND run_at >= $5 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(version)
+        .bind(content_hash)
+        .bind(now_ms() - DRY_RUN_VALID_MS)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|row| row.get::<i64, _>(0) != 0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
