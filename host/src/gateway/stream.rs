@@ -195,6 +195,16 @@ impl Road {
         }
     }
 
+    /// Whether the client has been sent the whole answer (`[DONE]` passed
+    /// the relay). A passthrough stream's end is its protocol's, which only
+    /// its translator reads, so it tells only when the upstream closes.
+    fn answered(&self) -> bool {
+        match self {
+            Road::Passthrough { .. } => false,
+            Road::Canonical(road) => road.relay.is_done(),
+        }
+    }
+
     /// The usage to meter: what the upstream reported, in the most detail
     /// any stage saw.
     fn usage(&self) -> Option<Usage> {
@@ -395,9 +405,16 @@ impl RelayStream {
 }
 
 impl Drop for RelayStream {
+    /// A client that hangs up once it has the whole answer (SDKs stop at
+    /// `[DONE]`) completed its call; only one that left earlier is gone.
     fn drop(&mut self) {
         if !self.ended {
-            self.close("client_gone", None);
+            let outcome = if self.road.answered() {
+                "complete"
+            } else {
+                "client_gone"
+            };
+            self.close(outcome, None);
         }
     }
 }

@@ -88,6 +88,11 @@ impl CanonicalRelay {
         self.meter.usage
     }
 
+    /// Whether `[DONE]` has been passed on: the client has the whole answer.
+    pub fn is_done(&self) -> bool {
+        self.meter.done
+    }
+
     /// The answer text (content, reasoning, tool calls) passed on so far,
     /// if the relay was asked to keep it.
     pub fn take_delivered(&mut self) -> Option<String> {

@@ -65,7 +65,8 @@ impl Store {
     /// Takes `hold.amount` from the user's balance and adds it to the key's
     /// spending, or says why not. Nothing changes on a refusal.
     pub async fn hold(&self, hold: &Hold) -> Result<Result<(), HoldRefusal>> {
-        let mut tx = self.pool().begin().await?;
+        let mut connection = self.pool().acquire().await?;
+        let mut tx = begin_write(&mut connection).await?;
         let taken = take_holds(&mut tx, &[hold]).await?.remove(0);
         tx.commit().await?;
         Ok(taken)
@@ -76,7 +77,8 @@ impl Store {
     /// call log. Returns what was collected, or `None` if the call was
     /// already settled (or never held), in which case nothing changes.
     pub async fn settle(&self, record: &CallRecord) -> Result<Option<i64>> {
-        let mut tx = self.pool().begin().await?;
+        let mut connection = self.pool().acquire().await?;
+        let mut tx = begin_write(&mut connection).await?;
         let settled = settle_holds(&mut tx, &[record]).await?.remove(0);
         tx.commit().await?;
         Ok(settled)
@@ -143,7 +145,8 @@ impl Store {
         if change.reason.trim().is_empty() {
             return Err(StoreError::Invalid("a quota change needs a reason".into()));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut connection = self.pool().acquire().await?;
+        let mut tx = begin_write(&mut connection).await?;
         let balance_after: i64 = match sqlx::query(
             "UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0
              RETURNING balance",
@@ -513,6 +516,22 @@ fn group<'a, T, E>(
 /// `count` parameters from number `first`: `$first, …` for PostgreSQL,
 /// `?, …` for SQLite, which looks every `$N` up by name when it parses a
 /// statement (quadratic in a multi-row insert) but numbers `?` in order.
+/// A transaction that writes. On SQLite it takes the write lock as it
+/// begins (`BEGIN IMMEDIATE`), so it waits behind other writers (admin
+/// changes, the audit log) for the busy timeout; a deferred one that read
+/// first fails at once with `SQLITE_BUSY_SNAPSHOT` when another connection
+/// wrote meanwhile.
+pub(super) async fn begin_write(
+    connection: &mut AnyConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>> {
+    use sqlx::Connection;
+    Ok(if connection.backend_name() == "SQLite" {
+        connection.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        connection.begin().await?
+    })
+}
+
 pub(super) fn placeholders(connection: &AnyConnection, first: usize, count: usize) -> String {
     let numbered = connection.backend_name() != "SQLite";
     (first..first + count)

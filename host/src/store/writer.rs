@@ -13,7 +13,7 @@
 use super::calls::CallRecord;
 use super::ledger::{Hold, HoldRefusal, settle_holds, take_holds};
 use super::{Backend, Result, Store, StoreError};
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 use std::hash::{Hash, Hasher};
 use tokio::sync::{mpsc, oneshot};
 
@@ -138,7 +138,7 @@ async fn apply_all(connection: &mut AnyConnection, batch: &[Op]) -> Result<Vec<D
             Op::Hold(hold, _) => holds.push((index, hold)),
         }
     }
-    let mut tx = connection.begin().await?;
+    let mut tx = super::ledger::begin_write(connection).await?;
     let mut results: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
     if !settles.is_empty() {
         let records: Vec<_> = settles.iter().map(|(_, record)| *record).collect();
