@@ -14,9 +14,14 @@
 //! billing off, on SQLite and on PostgreSQL (a fresh schema of the `test`
 //! database at 127.0.0.1:5432, skipped with a message when unreachable).
 //!
+//! Last, it swaps plugin versions under load: p99 with router, pricing and
+//! translator versions swapped every second, relative to steady state, and
+//! the time from an upload (activated at once) to the first request the new
+//! version serves.
+//!
 //! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
-//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`, `billing`) runs one
-//! part only.
+//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`, `billing`,
+//! `swaps`) runs one part only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,6 +37,7 @@ use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 64;
 const KEY: &str = "sk-bench-0123456789";
+const ADMIN_TOKEN: &str = "bench-admin-token";
 const BODY: &str = r#"{"model":"demo","messages":[{"role":"user","content":"Benchmark me"}]}"#;
 const STREAM_BODY: &str =
     r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"Benchmark me"}]}"#;
@@ -150,7 +156,7 @@ fn start_nginx(upstream: &str, dir: &Path) -> Option<(Child, String)> {
 /// price for every model, and `store` (database and billing sections).
 fn sluice_config(upstream: &str, store: &str) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\"]\n\n\
+        "listen = \"127.0.0.1:0\"\n\n[[channels]]\nname = \"demo\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"demo\", \"demo/*\"]\n\n\
          [[channels]]\nname = \"claude\"\nprotocol = \"anthropic-messages\"\nbase_url = \"{upstream}/v1\"\nmodels = [\"claude-demo\"]\n\n\
          [[channels]]\nname = \"gemini\"\nprotocol = \"gemini\"\nbase_url = \"{upstream}/v1beta\"\nmodels = [\"gemini-demo\"]\n\n\
          [[keys]]\nkey = \"{KEY}\"\nuser = \"bench\"\nquota = 1000000000000\n\n\
@@ -490,8 +496,168 @@ fn main() {
             }
         }
     }
+    if only.as_deref().is_none_or(|o| o == "swaps") {
+        swaps(&tokio, &client, &binary, &upstream.url, dir.path(), seconds);
+    }
     if let Some((mut child, _)) = nginx {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// A bundle built with this binary, as the admin API's upload body, under
+/// `name` and `version`, with `config` (TOML) for its own.
+fn upload_body(bundle: &str, name: &str, version: &str, config: &str, activate: bool) -> String {
+    use base64::Engine;
+    let dir = Path::new(env!("SLUICE_BUNDLES_DIR")).join(bundle);
+    let manifest = std::fs::read_to_string(dir.join("plugin.toml")).unwrap();
+    let kind = manifest
+        .lines()
+        .find(|l| l.starts_with("kind"))
+        .unwrap()
+        .to_string();
+    let manifest = format!("name = \"{name}\"\nversion = \"{version}\"\n{kind}\n{config}");
+    let component = std::fs::read(dir.join("plugin.wasm")).unwrap();
+    serde_json::json!({
+        "manifest": manifest,
+        "component": base64::engine::general_purpose::STANDARD.encode(component),
+        "activate": activate,
+    })
+    .to_string()
+}
+
+async fn admin_post(client: &HttpClient, url: String, body: String) -> hyper::StatusCode {
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .expect("the admin API answers");
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+/// p99 while router, pricing and translator versions are swapped every
+/// second, against steady state, on one gateway with billing on; then the
+/// time from an upload to the first request its version serves.
+fn swaps(
+    tokio: &tokio::runtime::Runtime,
+    client: &Arc<HttpClient>,
+    binary: &Path,
+    upstream: &str,
+    dir: &Path,
+    seconds: f64,
+) {
+    let store = format!(
+        "[database]\nurl = \"sqlite://{}/swaps.db\"\n[admin]\ntoken_env = \"SLUICE_BENCH_ADMIN\"\n",
+        dir.display()
+    );
+    let config = dir.join("sluice-swaps.toml");
+    std::fs::write(&config, sluice_config(upstream, &store)).unwrap();
+    let sluice = Server::start(
+        Command::new(binary)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .env("SLUICE_BENCH_ADMIN", ADMIN_TOKEN),
+    );
+    let admin = format!("{}/admin/plugins", sluice.url);
+    let pricing = |discount: u32| {
+        format!("[config]\nstart_hour = 0\nend_hour = 24\ndiscount_percent = {discount}\n")
+    };
+    let uploads = [
+        upload_body("router", "router", "a", "", true),
+        upload_body("router", "router", "b", "", false),
+        upload_body("openai", "openai", "a", "", true),
+        upload_body("openai", "openai", "b", "", false),
+        upload_body("offpeak-pricing", "pricing", "a", &pricing(0), true),
+        upload_body("offpeak-pricing", "pricing", "b", &pricing(50), false),
+    ];
+    tokio.block_on(async {
+        for body in uploads {
+            let status = admin_post(client, admin.clone(), body).await;
+            assert!(status.is_success(), "upload refused: {status}");
+        }
+    });
+    let url = format!("{}/v1/chat/completions", sluice.url);
+    let steady = tokio.block_on(load(client.clone(), url.clone(), BODY, seconds));
+    let swapper = {
+        let (client, admin) = (client.clone(), admin.clone());
+        let until = Instant::now() + Duration::from_secs_f64(seconds + 0.7);
+        tokio.spawn(async move {
+            let mut swaps = 0;
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            while Instant::now() < until {
+                every.tick().await;
+                let version = if swaps % 2 == 0 { "b" } else { "a" };
+                for name in ["router", "openai", "pricing"] {
+                    let body = format!("{{\"version\":\"{version}\"}}");
+                    let status =
+                        admin_post(&client, format!("{admin}/{name}/activate"), body).await;
+                    assert!(status.is_success(), "activation refused: {status}");
+                }
+                swaps += 1;
+            }
+            swaps * 3
+        })
+    };
+    let swapping = tokio.block_on(load(client.clone(), url.clone(), BODY, seconds));
+    let swaps = tokio.block_on(swapper).unwrap();
+    let p99 = |o: &Outcome| percentile(&o.latencies, 0.99);
+    println!(
+        "\nplugin swaps under load (billing on, SQLite), non-stream\n\n{:<16} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "phase", "req/s", "p50", "p99", "errors", "swaps"
+    );
+    for (phase, outcome, swaps) in [("steady", &steady, 0), ("swap every 1 s", &swapping, swaps)] {
+        println!(
+            "{:<16} {:>9.0} {:>8} {:>8} {:>7} {:>7}",
+            phase,
+            outcome.rate(),
+            ms(percentile(&outcome.latencies, 0.5)),
+            ms(p99(outcome)),
+            outcome.errors,
+            swaps
+        );
+    }
+    println!(
+        "p99 during swaps: {:.2}× steady (target ≤ 1.2×)",
+        p99(&swapping).as_secs_f64() / p99(&steady).as_secs_f64()
+    );
+    // The faulty router refuses `*/bad-index`, which the built-in router
+    // routes: the first refusal is the first request it served.
+    let probe = |client: Arc<HttpClient>, url: String| async move {
+        let request = Request::post(url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Full::new(Bytes::from_static(
+                br#"{"model":"demo/bad-index","messages":[{"role":"user","content":"hi"}]}"#,
+            )))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let served_by_new = response.status() == hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        let _ = response.into_body().collect().await;
+        served_by_new
+    };
+    let (uploaded, served) = tokio.block_on(async {
+        let started = Instant::now();
+        let body = upload_body("faulty-router", "router", "faulty", "", true);
+        let status = admin_post(client, admin.clone(), body).await;
+        assert!(status.is_success(), "upload refused: {status}");
+        let uploaded = started.elapsed();
+        while !probe(client.clone(), url.clone()).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the new router never served"
+            );
+        }
+        (uploaded, started.elapsed())
+    });
+    println!(
+        "upload → activated: {} ms; upload → first request served by it: {} ms",
+        ms(uploaded),
+        ms(served)
+    );
 }

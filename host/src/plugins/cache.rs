@@ -1,10 +1,12 @@
 //! Compiled components cached on disk, keyed by the component's content and
 //! the engine's compatibility (wasmtime version, target, settings), so a
 //! restart loads each plugin in well under a millisecond instead of
-//! compiling it again.
+//! compiling it again; and the most recent ones kept in memory, so swapping
+//! between versions (activate, roll back, dry runs) never compiles twice.
 
 use super::bundle::hex;
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,43 @@ impl ArtifactCache {
             tracing::warn!(path = %path.display(), %error, "cannot cache compiled plugin");
         }
         Ok((component, Origin::Compiled))
+    }
+}
+
+/// The last `capacity` components compiled or loaded, by content hash.
+pub struct RecentComponents {
+    capacity: usize,
+    components: HashMap<String, Component>,
+    /// Content hashes, oldest first.
+    order: VecDeque<String>,
+}
+
+impl RecentComponents {
+    pub fn new(capacity: usize) -> Self {
+        RecentComponents {
+            capacity,
+            components: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&self, content_hash: &str) -> Option<Component> {
+        self.components.get(content_hash).cloned()
+    }
+
+    pub fn insert(&mut self, content_hash: String, component: Component) {
+        if self
+            .components
+            .insert(content_hash.clone(), component)
+            .is_none()
+        {
+            self.order.push_back(content_hash);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.components.remove(&oldest);
+            }
+        }
     }
 }
 

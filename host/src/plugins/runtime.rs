@@ -5,7 +5,7 @@
 
 use super::bindings::{PricingPlugin, RiskPlugin, RouterPlugin, TranslatorPlugin};
 use super::bundle::{Bundle, PluginId, PluginKind};
-use super::cache::{ArtifactCache, Origin};
+use super::cache::{ArtifactCache, Origin, RecentComponents};
 use super::fault::DeadlineReached;
 use super::kinds::{LoadedPlugin, Plugin};
 use super::metrics::MetricsRegistry;
@@ -75,10 +75,14 @@ pub enum LoadError {
     Runtime(String),
 }
 
+/// Compiled components kept in memory (a few MiB each).
+const RECENT_COMPONENTS: usize = 32;
+
 pub struct Runtime {
     engine: Engine,
     linkers: [Linker<PluginState>; 4],
     cache: Option<ArtifactCache>,
+    recent: std::sync::Mutex<RecentComponents>,
     config: RuntimeConfig,
     /// Figures of every plugin version loaded.
     pub metrics: MetricsRegistry,
@@ -132,6 +136,7 @@ impl Runtime {
             engine,
             linkers,
             cache,
+            recent: std::sync::Mutex::new(RecentComponents::new(RECENT_COMPONENTS)),
             metrics: MetricsRegistry::default(),
             config,
             _ticker: ticker,
@@ -169,11 +174,10 @@ impl Runtime {
             reason,
         };
         let kind = bundle.manifest.kind;
-        let (component, origin) = match &self.cache {
-            Some(cache) => cache.load(&self.engine, &bundle.component),
-            None => Component::new(&self.engine, &bundle.component).map(|c| (c, Origin::Compiled)),
-        }
-        .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let (component, origin) = self
+            .component(bundle, &id.content_hash)
+            .await
+            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
         self.check_world(&component, kind).map_err(invalid)?;
         let instance_pre = self.linkers[kind as usize]
             .instantiate_pre(&component)
@@ -203,6 +207,35 @@ impl Runtime {
             .await
             .map_err(|e| invalid(format!("cannot start: {}", e.failure)))?;
         Ok(Loaded { plugin, origin })
+    }
+
+    /// The compiled component of `bundle`: a recent one, else from the
+    /// disk cache or compiled, on a blocking thread, since compiling takes
+    /// tens of milliseconds of CPU that a request thread must not wait on.
+    async fn component(
+        self: &Arc<Self>,
+        bundle: &Bundle,
+        content_hash: &str,
+    ) -> wasmtime::Result<(Component, Origin)> {
+        let recent = self
+            .recent
+            .lock()
+            .expect("the lock is never poisoned")
+            .get(content_hash);
+        if let Some(component) = recent {
+            return Ok((component, Origin::Cached));
+        }
+        let (runtime, wasm) = (self.clone(), bundle.component.clone());
+        let (component, origin) = tokio::task::spawn_blocking(move || match &runtime.cache {
+            Some(cache) => cache.load(&runtime.engine, &wasm),
+            None => Component::new(&runtime.engine, &wasm).map(|c| (c, Origin::Compiled)),
+        })
+        .await??;
+        self.recent
+            .lock()
+            .expect("the lock is never poisoned")
+            .insert(content_hash.to_string(), component.clone());
+        Ok((component, origin))
     }
 
     fn plugin<W: World>(
