@@ -358,9 +358,41 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
     for entry in std::fs::read_dir(dir.path().join("cache")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"corrupted").unwrap();
     }
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..RuntimeConfig::default()
+    };
     assert_eq!(
-        restarted.load(&bundle("router")).await.unwrap().origin,
+        Runtime::new(config)
+            .unwrap()
+            .load(&bundle("router"))
+            .await
+            .unwrap()
+            .origin,
         Origin::Compiled
+    );
+}
+
+#[tokio::test]
+async fn a_bundle_whose_self_tests_fail_does_not_load() {
+    let mut router = bundle("router");
+    let passing = router.manifest.tests.len();
+    assert!(passing > 0, "the built-in router carries self-tests");
+    let runtime = runtime();
+    runtime.load(&router).await.unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("SLUICE_BUNDLES_DIR")).join("router/plugin.toml"),
+    )
+    .unwrap()
+    .replace(
+        r#"expect = { order = ["main", "backup"] }"#,
+        r#"expect = { order = ["backup", "main"] }"#,
+    );
+    router.manifest = sluice::plugins::Manifest::parse(&text).unwrap();
+    let error = runtime.load(&router).await.unwrap_err().to_string();
+    assert!(
+        error.contains(r#"self-tests failed: "the higher priority tier comes first, whatever the weights": order: expected ["backup", "main"], got ["main", "backup"]"#),
+        "{error}"
     );
 }
 

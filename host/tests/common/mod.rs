@@ -16,12 +16,13 @@ pub fn runtime() -> Arc<Runtime> {
     Runtime::new(RuntimeConfig::default()).unwrap()
 }
 
-/// Loads `bundle` as a plugin of the kind `P` (`Router`, `Risk`, …).
+/// Loads `bundle` as a plugin of the kind `P` (`Router`, `Risk`, …),
+/// without its self-tests (tests here give bundles other configurations).
 pub async fn load<P: TryFrom<LoadedPlugin, Error = LoadedPlugin>>(
     runtime: &Arc<Runtime>,
     bundle: &Bundle,
 ) -> P {
-    let Loaded { plugin, .. } = runtime.load(bundle).await.unwrap();
+    let Loaded { plugin, .. } = runtime.compile(bundle).await.unwrap();
     P::try_from(plugin).expect("a plugin of the expected kind")
 }
 
