@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authoring;
 pub mod billing;
 pub mod config;
 pub mod demo;

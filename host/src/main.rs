@@ -1,6 +1,7 @@
 //! The `sluice` command.
 
 use clap::{Parser, Subcommand};
+use sluice::authoring::{push, scaffold};
 use sluice::config::Config;
 use sluice::plugins::{Bundle, Runtime, RuntimeConfig, builtin, selftest};
 use std::path::PathBuf;
@@ -54,6 +55,36 @@ enum PluginCommand {
         /// A directory holding `plugin.toml` and its component.
         bundle: PathBuf,
     },
+    /// Creates a plugin crate (router, risk or pricing) that builds and
+    /// passes its own tests as generated.
+    New {
+        kind: String,
+        name: String,
+        /// Where to create it (a folder named after the plugin).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The Sluice SDK crate to build against; by default the one this
+        /// binary was built from, if its source is still there.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Uploads a bundle to a gateway's admin API.
+    Push {
+        /// A directory holding `plugin.toml` and its component.
+        bundle: PathBuf,
+        /// The gateway's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin token: the operator's, or a tenant's own.
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Upload into this tenant's plugins (with the operator's token).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Make the version active once it is stored.
+        #[arg(long)]
+        activate: bool,
+    },
 }
 
 // glibc's allocator showed as a tenth of the gateway's CPU under load;
@@ -106,6 +137,37 @@ fn main() -> ExitCode {
             }
             Command::Plugin(PluginCommand::Check { bundle }) => check(bundle).await,
             Command::Plugin(PluginCommand::Test { bundle }) => test(bundle).await,
+            Command::Plugin(PluginCommand::New {
+                kind,
+                name,
+                dir,
+                sdk,
+            }) => {
+                let sdk = sdk.or_else(scaffold::default_sdk).ok_or(
+                    "this binary's SDK source is not on this machine: give --sdk <path to sluice/sdk>",
+                )?;
+                let root = scaffold::scaffold(&kind, &name, &dir, &sdk)?;
+                println!("{}", scaffold::next_steps(&root, &name));
+                Ok(())
+            }
+            Command::Plugin(PluginCommand::Push {
+                bundle,
+                url,
+                token,
+                tenant,
+                activate,
+            }) => {
+                let stored = push::push(&push::Push {
+                    bundle: &bundle,
+                    url: &url,
+                    token: &token,
+                    tenant: tenant.as_deref(),
+                    activate,
+                })
+                .await?;
+                println!("{stored}");
+                Ok(())
+            }
         }
     });
     match result {

@@ -22,8 +22,9 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`: the `.wasm` file
-//! is the plugin component. The crate type must be `cdylib` (for the
-//! component) and may add `rlib` (for native unit tests of the logic).
+//! is the plugin component. The crate type must be `cdylib` only: `cargo
+//! test` still runs the unit tests natively, while an extra `rlib` would make
+//! it link the component's exports natively, which fails.
 //!
 //! The plugin value is built once per instance, from its configuration, on
 //! the first call. The host may keep an instance warm for many calls, one at
