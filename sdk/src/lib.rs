@@ -39,6 +39,7 @@ pub mod bindings;
 pub mod canonical;
 mod config;
 mod exports;
+pub mod json;
 pub mod log;
 pub mod ratio;
 pub mod seeded;
