@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
+use sluice_sdk::json::Object;
 
 /// A request the client sent, checked and summarized.
 #[derive(Debug)]
@@ -109,18 +110,17 @@ impl ChatRequest {
         if !self.stream || self.include_usage {
             return self.body.clone();
         }
-        let mut request: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&self.body)
-                .expect("parse_chat checked the body is a JSON object");
-        let options = request
-            .entry("stream_options")
-            .or_insert_with(|| serde_json::json!({}));
-        if let Some(options) = options.as_object_mut() {
-            options.insert("include_usage".into(), true.into());
-        }
-        serde_json::to_vec(&request)
-            .expect("a JSON map serializes")
-            .into()
+        let mut request =
+            Object::parse(&self.body).expect("parse_chat checked the body is a JSON object");
+        let mut options: serde_json::Map<String, serde_json::Value> = request
+            .get("stream_options")
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default();
+        options.insert("include_usage".into(), true.into());
+        request
+            .set("stream_options", &options)
+            .expect("a JSON map serializes");
+        request.to_vec().into()
     }
 
     /// A rough prompt size for policy and admission: about four bytes of

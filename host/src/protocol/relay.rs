@@ -4,7 +4,9 @@
 //! whether the stream ended properly.
 
 use crate::plugins::bindings::Usage;
+use serde::de::IgnoredAny;
 use sluice_sdk::canonical;
+use sluice_sdk::json::Object;
 use sluice_sdk::sse::{SseDecoder, SseEvent};
 
 pub struct CanonicalRelay {
@@ -147,17 +149,13 @@ fn emit(out: &mut Vec<u8>, data: &[u8]) {
 /// The chunk minus its usage, or nothing if the chunk was only the usage
 /// (no choices): what the client would have seen without `include_usage`.
 fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
-    let mut chunk: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(data).ok()?;
-    let has_choices = chunk
-        .get("choices")
-        .and_then(|c| c.as_array())
-        .is_some_and(|c| !c.is_empty());
-    if !has_choices {
+    let mut chunk = Object::parse(data).ok()?;
+    let choices: Vec<IgnoredAny> = serde_json::from_str(chunk.get("choices")?.get()).ok()?;
+    if choices.is_empty() {
         return None;
     }
     chunk.remove("usage");
-    serde_json::to_vec(&chunk).ok()
+    Some(chunk.to_vec())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::canonical::chat::{ChatCompletion, ChatRequest};
+use sluice_sdk::json::Object;
 use sluice_sdk::{
     Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
     StreamTranslator, Translator, UpstreamRequest, Usage,
@@ -89,9 +90,9 @@ impl Translator for Anthropic {
         model: &str,
         headers: &[(String, String)],
     ) -> Result<UpstreamRequest, PluginError> {
-        let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| invalid_request(format!("request body: {e}")))?;
-        request.insert("model".into(), model.into());
+        let invalid = |e: serde_json::Error| invalid_request(format!("request body: {e}"));
+        let mut request = Object::parse(&body).map_err(invalid)?;
+        request.set("model", &model).map_err(invalid)?;
         let mut forwarded: Vec<(String, String)> = headers
             .iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"))
@@ -100,7 +101,7 @@ impl Translator for Anthropic {
         if !forwarded.iter().any(|(name, _)| name == VERSION_HEADER) {
             forwarded.insert(0, (VERSION_HEADER.into(), API_VERSION.into()));
         }
-        Ok(upstream_request(forwarded, json_bytes(&request)))
+        Ok(upstream_request(forwarded, request.to_vec()))
     }
 
     fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {

@@ -5,6 +5,7 @@
 //! HTTP details and reading usage from bodies and streams.
 
 use sluice_sdk::canonical;
+use sluice_sdk::json::Object;
 use sluice_sdk::sse::SseDecoder;
 use sluice_sdk::{
     Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
@@ -40,14 +41,16 @@ impl Translator for OpenAi {
         model: &str,
         _headers: &[(String, String)],
     ) -> Result<UpstreamRequest, PluginError> {
-        let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| PluginError::new("invalid_request", format!("request body: {e}")))?;
-        request.insert("model".into(), model.into());
+        let invalid = |e: serde_json::Error| {
+            PluginError::new("invalid_request", format!("request body: {e}"))
+        };
+        let mut request = Object::parse(&body).map_err(invalid)?;
+        request.set("model", &model).map_err(invalid)?;
         Ok(UpstreamRequest {
             path: "/chat/completions".into(),
             headers: vec![],
             credential: CredentialPlacement::Bearer,
-            body: serde_json::to_vec(&request).expect("a JSON map serializes"),
+            body: request.to_vec(),
         })
     }
 
