@@ -164,22 +164,8 @@ impl UpstreamBody {
     /// The next piece; `None` at the end. A silence longer than the idle
     /// timeout is an error.
     pub async fn next(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        if let Some(error) = self.deferred.take() {
-            return Err(error);
-        }
-        let first = loop {
-            match tokio::time::timeout(self.idle, self.body.frame()).await {
-                Err(_) => return Err(UpstreamError::Timeout(self.idle)),
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        break data;
-                    }
-                }
-            }
+        let Some(first) = self.data().await? else {
+            return Ok(None);
         };
         let mut gathered: Option<BytesMut> = None;
         // hyper's client hands over one frame per request for more, from
@@ -212,18 +198,46 @@ impl UpstreamBody {
         Ok(Some(gathered.map_or(first, BytesMut::freeze)))
     }
 
-    /// The whole rest of the body, of at most `limit` bytes.
+    /// The whole rest of the body, of at most `limit` bytes. Frame by
+    /// frame: gathering what already arrived (see [`UpstreamBody::next`])
+    /// saves nothing when everything is kept until the end anyway.
     pub async fn read_all(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
-        let mut collected = Vec::new();
-        while let Some(piece) = self.next().await? {
-            if collected.len() + piece.len() > limit {
+        let mut collected = BytesMut::new();
+        while let Some(data) = self.data().await? {
+            if collected.len() + data.len() > limit {
                 return Err(UpstreamError::Broken(format!(
                     "response larger than {limit} bytes"
                 )));
             }
-            collected.extend_from_slice(&piece);
+            if collected.is_empty() {
+                // Most answers are one frame: keep it without a copy.
+                collected = BytesMut::from(data);
+            } else {
+                collected.extend_from_slice(&data);
+            }
         }
-        Ok(collected.into())
+        Ok(collected.freeze())
+    }
+
+    /// The next non-empty data frame, waiting at most the idle timeout.
+    async fn data(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
+        loop {
+            match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => return Err(UpstreamError::Timeout(self.idle)),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
     }
 }
 
