@@ -7,8 +7,11 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sluice::plugins::bindings::{Caller, ChannelCandidate, Direction, Envelope};
-use sluice::plugins::{Bundle, Instances, Router, Runtime, RuntimeConfig, Translator, builtin};
+use sluice::plugins::{
+    Bundle, Instances, RequestText, Risk, Router, Runtime, RuntimeConfig, Translator, builtin,
+};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime as Tokio;
 
@@ -117,7 +120,29 @@ fn policy_calls(c: &mut Criterion) {
                 .iter(|| async { router.route(&envelope, &caller, &candidates).await.unwrap() })
         });
     }
+    let risk: Risk = tokio
+        .block_on(runtime.load(&builtin::named("risk").unwrap()))
+        .unwrap()
+        .plugin
+        .try_into()
+        .unwrap();
+    group.bench_function("built-in risk check, warm instance", |b| {
+        b.to_async(&tokio).iter(|| async {
+            risk.check(&envelope, &caller, Arc::new(NoText))
+                .await
+                .unwrap()
+        })
+    });
     group.finish();
+}
+
+/// The request text, for a risk check that never asks for it.
+struct NoText;
+
+impl RequestText for NoText {
+    fn message_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// A typical text delta in each protocol's stream, and a typical
@@ -136,6 +161,7 @@ const GEMINI_CHUNK: &str = concat!(
     "\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":3,",
     "\"totalTokenCount\":15},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}\n\n"
 );
+const OPENAI_REQUEST: &str = r#"{"model":"demo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Benchmark me"}],"max_tokens":256}"#;
 const OPENAI_RESPONSE: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1764000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens.","refusal":null},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":42,"completion_tokens":25,"total_tokens":67,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
 const ANTHROPIC_RESPONSE: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":42,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":25}}"#;
 const GEMINI_RESPONSE: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"The quick brown fox jumps over the lazy dog, twice, to make a typical short answer of a few dozen tokens."}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":42,"candidatesTokenCount":25,"totalTokenCount":67},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#;
@@ -186,6 +212,14 @@ fn translators(c: &mut Criterion) {
                 })
             });
         }
+        group.bench_function(BenchmarkId::new("request from canonical", name), |b| {
+            b.to_async(&tokio).iter(|| async {
+                translator
+                    .request_from_canonical(OPENAI_REQUEST.as_bytes(), "gpt-4o-mini")
+                    .await
+                    .unwrap()
+            })
+        });
         group.bench_function(BenchmarkId::new("answer to canonical", name), |b| {
             b.to_async(&tokio).iter(|| async {
                 translator
