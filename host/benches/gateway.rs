@@ -19,9 +19,14 @@
 //! the time from an upload (activated at once) to the first request the new
 //! version serves.
 //!
+//! Saturated at concurrency 64, a hop's added latency is mostly queueing
+//! behind its own CPU use, so the same targets are also timed at a fixed,
+//! low request rate (`SLUICE_BENCH_RATE`, default 1000 per second), where
+//! the added p99 is the hop's own.
+//!
 //! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
-//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `cross`, `billing`,
-//! `swaps`) runs one part only.
+//! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `latency`, `cross`,
+//! `billing`, `swaps`) runs one part only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -225,7 +230,34 @@ struct Outcome {
     first_bytes: Vec<Duration>,
 }
 
+type Sample = Result<(Duration, Duration), String>;
+
 impl Outcome {
+    /// The figures of `samples` (total and first-byte times, or an error),
+    /// gathered over `elapsed`.
+    fn of(samples: impl IntoIterator<Item = Sample>, elapsed: Duration) -> Outcome {
+        let mut outcome = Outcome {
+            requests: 0,
+            errors: 0,
+            elapsed,
+            latencies: Vec::new(),
+            first_bytes: Vec::new(),
+        };
+        for sample in samples {
+            match sample {
+                Ok((total, first)) => {
+                    outcome.requests += 1;
+                    outcome.latencies.push(total);
+                    outcome.first_bytes.push(first);
+                }
+                Err(_) => outcome.errors += 1,
+            }
+        }
+        outcome.latencies.sort();
+        outcome.first_bytes.sort();
+        outcome
+    }
+
     fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -241,11 +273,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One request: its total time and time to the first body byte.
-async fn one(
-    client: &HttpClient,
-    url: &str,
-    body: &'static str,
-) -> Result<(Duration, Duration), String> {
+async fn one(client: &HttpClient, url: &str, body: &'static str) -> Sample {
     let started = Instant::now();
     let request = Request::post(url)
         .header("content-type", "application/json")
@@ -291,37 +319,45 @@ async fn load(client: Arc<HttpClient>, url: String, body: &'static str, seconds:
             let (client, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
                 let mut samples = Vec::new();
-                let mut errors = 0;
                 while Instant::now() < until {
-                    match one(&client, &url, body).await {
-                        Ok(sample) => samples.push(sample),
-                        Err(_) => errors += 1,
-                    }
+                    samples.push(one(&client, &url, body).await);
                 }
-                (samples, errors)
+                samples
             })
         })
         .collect();
-    let mut outcome = Outcome {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        first_bytes: Vec::new(),
-    };
+    let mut samples = Vec::new();
     for worker in workers {
-        let (samples, errors) = worker.await.unwrap();
-        outcome.errors += errors;
-        outcome.requests += samples.len();
-        for (total, first) in samples {
-            outcome.latencies.push(total);
-            outcome.first_bytes.push(first);
-        }
+        samples.extend(worker.await.unwrap());
     }
-    outcome.elapsed = started.elapsed();
-    outcome.latencies.sort();
-    outcome.first_bytes.sort();
-    outcome
+    Outcome::of(samples, started.elapsed())
+}
+
+/// Requests sent at a fixed `rate` for `seconds`, each on its own (an open
+/// loop: a slow answer delays no later request, so no wait is hidden). Far
+/// below every target's capacity, this measures the latency a hop adds, not
+/// how it behaves saturated.
+async fn paced(
+    client: Arc<HttpClient>,
+    url: String,
+    body: &'static str,
+    rate: f64,
+    seconds: f64,
+) -> Outcome {
+    let started = Instant::now();
+    let count = (rate * seconds) as u32;
+    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut requests = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        every.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        requests.push(tokio::spawn(async move { one(&client, &url, body).await }));
+    }
+    let mut samples = Vec::with_capacity(requests.len());
+    for request in requests {
+        samples.push(request.await.unwrap());
+    }
+    Outcome::of(samples, started.elapsed())
 }
 
 fn ms(d: Duration) -> String {
@@ -430,6 +466,43 @@ fn main() {
             );
             if direct.is_none() {
                 direct = Some(outcome);
+            }
+        }
+    }
+    if only.as_deref().is_none_or(|o| o == "latency") {
+        let rate: f64 = std::env::var("SLUICE_BENCH_RATE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000.0);
+        println!(
+            "\nlatency at a fixed {rate} req/s (open loop, below every target's capacity)\n\n\
+             {:<12} {:<7} {:>8} {:>8} {:>9} {:>9} {:>10} {:>7}",
+            "mode", "target", "p50", "p99", "ttfb p50", "ttfb p99", "+p99 ms", "errors"
+        );
+        for (mode, body) in modes {
+            let mut direct_p99 = None;
+            for (name, base) in &targets {
+                let url = format!("{base}/v1/chat/completions");
+                // Warm every hop's connections at the same rate first.
+                tokio.block_on(paced(client.clone(), url.clone(), body, rate, 0.5));
+                let outcome = tokio.block_on(paced(client.clone(), url, body, rate, seconds));
+                let p99 = percentile(&outcome.latencies, 0.99);
+                let added = match direct_p99 {
+                    Some(direct) => format!("{:+.2}", (p99.as_secs_f64() - direct) * 1000.0),
+                    None => "-".into(),
+                };
+                direct_p99.get_or_insert(p99.as_secs_f64());
+                println!(
+                    "{:<12} {:<7} {:>8} {:>8} {:>9} {:>9} {:>10} {:>7}",
+                    mode,
+                    name,
+                    ms(percentile(&outcome.latencies, 0.5)),
+                    ms(p99),
+                    ms(percentile(&outcome.first_bytes, 0.5)),
+                    ms(percentile(&outcome.first_bytes, 0.99)),
+                    added,
+                    outcome.errors,
+                );
             }
         }
     }
