@@ -415,26 +415,29 @@ fn main() {
             .build(connector),
     );
 
-    println!(
-        "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
-         {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
-        "mode",
-        "target",
-        "req/s",
-        "p50",
-        "p99",
-        "ttfb p50",
-        "ttfb p99",
-        "× direct",
-        "+p99 ms",
-        "errors"
-    );
     let only = std::env::var("SLUICE_BENCH_MODE").ok();
     let modes = [("non-stream", BODY), ("stream", STREAM_BODY)];
-    for (mode, body) in modes
+    let saturated: Vec<_> = modes
         .into_iter()
         .filter(|(m, _)| only.as_deref().is_none_or(|o| o == *m))
-    {
+        .collect();
+    if !saturated.is_empty() {
+        println!(
+            "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
+             {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
+            "mode",
+            "target",
+            "req/s",
+            "p50",
+            "p99",
+            "ttfb p50",
+            "ttfb p99",
+            "× direct",
+            "+p99 ms",
+            "errors"
+        );
+    }
+    for (mode, body) in saturated {
         let mut direct: Option<Outcome> = None;
         for (name, base) in &targets {
             let url = format!("{base}/v1/chat/completions");
