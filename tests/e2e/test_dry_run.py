@@ -52,6 +52,11 @@ def world(built, demo):
 def test_a_router_version_is_replayed_and_activation_waits_for_a_clean_run(world):
     tenant, bundles, rows = world["tenant"], world["bundles"], world["rows"]
     assert all(row["channel"] == "fast-provider" for row in rows if row["model"] == "demo")
+    at_once = tenant.post("/plugins", json={**upload_body(bundles / "batch-router", "initech-router", "1.0.0"),
+                                            "activate": True})
+    assert at_once.status_code == 409, "activating as it is uploaded would skip the dry run"
+    assert at_once.json()["error"]["code"] == "dry_run_required"
+    assert tenant.get("/plugins").json() == [], "nothing was stored"
     assert tenant.post("/plugins", json=upload_body(bundles / "batch-router", "initech-router", "1.0.0")).status_code == 201
 
     refused = tenant.post("/plugins/initech-router/activate", json={"version": "1.0.0"})

@@ -71,7 +71,9 @@ pub struct Upload {
     /// The WebAssembly component, base64-encoded.
     component: String,
     /// Make it the active version once stored (only if the chain it makes
-    /// serves; otherwise it is stored and the answer is 422).
+    /// serves; otherwise it is stored and the answer is 422). Refused with
+    /// 409 for a tenant whose limits require a clean dry run first: upload,
+    /// dry-run, then activate.
     #[serde(default)]
     activate: bool,
 }
@@ -112,6 +114,17 @@ pub async fn upload(
     let id = bundle.id();
     let audited = Audited::plugin(&scope, &id.name, &id.version, &id.content_hash);
     kind_allowed(limits.as_ref(), id.kind.as_str()).map_err(|e| e.audited(audited.clone()))?;
+    if upload.activate && limits.as_ref().is_some_and(|l| l.require_dry_run) {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "dry_run_required",
+            format!(
+                "{id} cannot be activated as it is uploaded: this tenant's versions need a clean \
+                 dry run first. Upload it without activating, dry-run it, then activate it."
+            ),
+        )
+        .audited(audited));
+    }
     gateway
         .check_bundle(&bundle, limits.as_ref())
         .await
