@@ -163,6 +163,12 @@ def test_a_tenant_plugin_fault_fails_only_that_tenants_requests(tenants):
     figures = {r["plugin"]: r for r in admin.get("/plugins/metrics")}
     assert figures["acme-router"]["failures"]["plugin_out_of_memory"] >= 4
 
+    # Taking the kind away stops the tenant's active plugin of that kind.
+    admin.send("PUT", "/tenants/acme/plugin-limits", {**limits, "kinds": ["pricing"]})
+    assert call("acme", "fault/loop") == "ok", "the operator's router serves once routers are not allowed"
+    admin.send("PUT", "/tenants/acme/plugin-limits", limits)
+    assert call("acme", "fault/loop") == "plugin_deadline:acme-router"
+
     assert acme["admin"].post("/plugins/acme-router/rollback").json() == {"slot": "router", "active": None}
     assert call("acme", "fault/loop") == "ok", "the operator's router serves the tenant again"
 

@@ -137,9 +137,10 @@ impl Gateway {
                 .tenant_chain(&tenant, &operator, slots, previous.tenants.get(&tenant))
                 .await
             {
-                Ok(chain) => {
+                Ok(Some(chain)) => {
                     tenants.insert(tenant, Arc::new(chain));
                 }
+                Ok(None) => {}
                 Err(reason) if changed_scope.as_deref() == Some(tenant.as_str()) => {
                     return Err(reason);
                 }
@@ -157,24 +158,39 @@ impl Gateway {
         })
     }
 
+    /// The operator's chain with the tenant's plugins in place, within the
+    /// tenant's limits; none when none of them may serve.
     async fn tenant_chain(
         &self,
         tenant: &str,
         operator: &Chain,
         slots: BTreeMap<String, Bundle>,
         previous: Option<&Arc<Chain>>,
-    ) -> Result<Chain, String> {
+    ) -> Result<Option<Chain>, String> {
         let limits = self
             .store
             .plugin_limits(tenant)
             .await
             .map_err(|e| e.to_string())?;
+        // A kind the operator has since taken away stops serving with it.
         let bundles: Vec<_> = slots
             .into_values()
+            .filter(|bundle| {
+                limits
+                    .kinds
+                    .iter()
+                    .any(|k| k == bundle.manifest.kind.as_str())
+            })
             .map(|bundle| within(bundle, &limits))
             .collect();
+        if bundles.is_empty() {
+            // The operator's chain serves it, as for a tenant that uploaded
+            // nothing.
+            return Ok(None);
+        }
         Chain::for_tenant(&self.runtime, operator, &bundles, previous.map(|c| &**c))
             .await
+            .map(Some)
             .map_err(|reason| format!("tenant {tenant}: {reason}"))
     }
 
