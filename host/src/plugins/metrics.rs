@@ -98,6 +98,14 @@ pub struct PluginReport {
     pub buckets: Vec<u64>,
 }
 
+/// `text` as a Prometheus label value: names and versions come from
+/// uploaded manifests, so a quote or a line break must not end the label.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The upper bound (ms) of the bucket where quantile `q` of the calls falls.
 fn percentile(buckets: &[u64], q: f64) -> Option<f64> {
     let total: u64 = buckets.iter().sum();
@@ -122,12 +130,15 @@ pub struct MetricsRegistry {
 }
 
 impl MetricsRegistry {
+    /// The figures of `id`, kept across its loads: a version checked,
+    /// replayed or swapped back in adds to the same series.
     pub fn register(&self, id: Arc<PluginId>) -> Arc<PluginMetrics> {
+        let mut plugins = self.plugins.lock().expect("metrics lock");
+        if let Some((_, metrics)) = plugins.iter().find(|(known, _)| **known == *id) {
+            return metrics.clone();
+        }
         let metrics = Arc::new(PluginMetrics::default());
-        self.plugins
-            .lock()
-            .expect("metrics lock")
-            .push((id, metrics.clone()));
+        plugins.push((id, metrics.clone()));
         metrics
     }
 
@@ -148,8 +159,8 @@ impl MetricsRegistry {
         let labels = |r: &PluginReport| {
             format!(
                 "plugin=\"{}\",version=\"{}\",kind=\"{}\",hash=\"{}\"",
-                r.plugin,
-                r.version,
+                label_value(&r.plugin),
+                label_value(&r.version),
                 r.kind,
                 &r.content_hash[..12.min(r.content_hash.len())]
             )
@@ -234,5 +245,30 @@ mod tests {
         assert_eq!(report.p99_ms, Some(5.0));
         assert_eq!(report.failures["plugin_deadline"], 1);
         assert_eq!(report.buckets.last(), Some(&1));
+    }
+
+    #[test]
+    fn a_version_loaded_again_keeps_one_series_and_labels_stay_closed() {
+        let registry = MetricsRegistry::default();
+        let id = |version: &str| {
+            Arc::new(PluginId {
+                name: "p".into(),
+                version: version.into(),
+                kind: super::super::bundle::PluginKind::Pricing,
+                content_hash: "0123456789abcdef".into(),
+            })
+        };
+        registry.register(id("1")).call(Duration::from_micros(5));
+        registry.register(id("1")).call(Duration::from_micros(5));
+        registry.register(id("2\"} 1\nforged 9"));
+        let reports = registry.reports();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].calls, 2);
+        let text = registry.prometheus();
+        assert!(
+            !text.lines().any(|line| line.starts_with("forged")),
+            "{text}"
+        );
+        assert!(text.contains(r#"version="2\"} 1\nforged 9""#), "{text}");
     }
 }
