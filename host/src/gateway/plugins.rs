@@ -11,6 +11,7 @@ use crate::store::plugins::{OPERATOR, StoredBundle, slot};
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginChangeError {
@@ -262,14 +263,28 @@ pub async fn follow_fleet(gateway: Weak<Gateway>) {
     let Some(store) = gateway.upgrade().map(|g| g.store.clone()) else {
         return;
     };
-    let mut notices = match store.plugin_notices().await {
-        Ok(Some(notices)) => notices,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for plugin changes; this replica follows only its own");
-            return;
+    let mut retry_in = Duration::from_millis(500);
+    let mut notices = loop {
+        match store.plugin_notices().await {
+            Ok(Some(notices)) => break notices,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, ?retry_in, "cannot listen for plugin changes; until it can, this replica follows only its own");
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(Duration::from_secs(30));
+                if gateway.strong_count() == 0 {
+                    return;
+                }
+            }
         }
     };
+    if retry_in > Duration::from_millis(500) {
+        // What the others changed while this one could not listen.
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.reload_plugins().await;
+    }
     loop {
         notices.next().await;
         let Some(gateway) = gateway.upgrade() else {
