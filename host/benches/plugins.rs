@@ -5,7 +5,7 @@
 //! a fresh instance (store + instantiate + call + drop), and for each
 //! translator one stream chunk and one non-stream answer, each way.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use sluice::plugins::bindings::{Caller, ChannelCandidate, Direction, Envelope};
 use sluice::plugins::{
     Bundle, Instances, RequestText, Risk, Router, Runtime, RuntimeConfig, Translator, builtin,
@@ -59,31 +59,47 @@ fn loading(c: &mut Criterion) {
     let tokio = Tokio::new().unwrap();
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
-    let uncached = Runtime::new(RuntimeConfig::default()).unwrap();
+    // A runtime keeps what it compiled in memory, so each iteration starts
+    // a new one: the first load compiles (or, with a cache folder, reads
+    // the compiled artifact from disk).
     for bundle in builtin::bundles() {
         group.bench_function(BenchmarkId::new("compile", &bundle.manifest.name), |b| {
-            b.to_async(&tokio)
-                .iter(|| async { uncached.load(&bundle).await.unwrap() })
+            b.to_async(&tokio).iter_batched(
+                || Runtime::new(RuntimeConfig::default()).unwrap(),
+                |runtime| async {
+                    runtime.load(&bundle).await.unwrap();
+                    runtime
+                },
+                BatchSize::PerIteration,
+            )
         });
     }
     let cache = tempfile::tempdir().unwrap();
-    let cached = Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
+    let cached = || {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
     let bundles = builtin::bundles();
     tokio.block_on(async {
+        let runtime = cached();
         for bundle in &bundles {
-            cached.load(bundle).await.unwrap();
+            runtime.load(bundle).await.unwrap();
         }
     });
     group.bench_function("cached start of all built-ins", |b| {
-        b.to_async(&tokio).iter(|| async {
-            for bundle in &bundles {
-                cached.load(bundle).await.unwrap();
-            }
-        })
+        b.to_async(&tokio).iter_batched(
+            cached,
+            |runtime| async {
+                for bundle in &bundles {
+                    runtime.load(bundle).await.unwrap();
+                }
+                runtime
+            },
+            BatchSize::PerIteration,
+        )
     });
     group.finish();
 }
