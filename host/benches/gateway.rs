@@ -1,4 +1,5 @@
-//! The gateway's overhead: `cargo bench -p sluice --bench gateway`.
+//! The gateway's overhead:
+//! `cargo bench -p sluice --bench gateway --profile production`.
 //!
 //! In one run it starts the demo upstream, nginx as a plain reverse proxy in
 //! front of it (skipped with a message when nginx is not installed) and
@@ -7,7 +8,9 @@
 //! non-stream and stream, and prints requests/s, latency percentiles, time
 //! to first byte, the ratios to the direct baseline, and Sluice's resident
 //! memory idle and at peak. Everything shares the machine, load generator
-//! included, so compare the ratios, not the absolute figures.
+//! included, so compare the ratios, not the absolute figures; each target's
+//! own CPU time per request (from the scheduler's counters) moves less with
+//! the neighbours' load than requests/s do.
 //!
 //! Then it streams through Sluice for each pair of client and channel
 //! protocol, relative to the OpenAI passthrough, and loads Sluice with
@@ -222,10 +225,32 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time `pid` has used, every thread of it and of its child processes
+/// (nginx's workers), from the scheduler's per-task counters.
+fn cpu_time(pid: u32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let own: u64 = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .map(cpu_time)
+        .fold(Duration::from_nanos(own), |total, child| total + child)
+}
+
 struct Outcome {
     requests: usize,
     errors: usize,
     elapsed: Duration,
+    /// CPU time the measured process spent meanwhile.
+    cpu: Duration,
     latencies: Vec<Duration>,
     first_bytes: Vec<Duration>,
 }
@@ -235,11 +260,12 @@ type Sample = Result<(Duration, Duration), String>;
 impl Outcome {
     /// The figures of `samples` (total and first-byte times, or an error),
     /// gathered over `elapsed`.
-    fn of(samples: impl IntoIterator<Item = Sample>, elapsed: Duration) -> Outcome {
+    fn of(samples: impl IntoIterator<Item = Sample>, elapsed: Duration, cpu: Duration) -> Outcome {
         let mut outcome = Outcome {
             requests: 0,
             errors: 0,
             elapsed,
+            cpu,
             latencies: Vec::new(),
             first_bytes: Vec::new(),
         };
@@ -260,6 +286,11 @@ impl Outcome {
 
     fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU microseconds the measured process spent per request answered.
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 }
 
@@ -296,7 +327,15 @@ async fn one(client: &HttpClient, url: &str, body: &'static str) -> Sample {
     Ok((total, first_byte.unwrap_or(total)))
 }
 
-async fn load(client: Arc<HttpClient>, url: String, body: &'static str, seconds: f64) -> Outcome {
+/// Loads `url` at concurrency 64 for `seconds`, after a warm-up, timing
+/// the CPU process `hop` spends over the measured part.
+async fn load(
+    client: Arc<HttpClient>,
+    url: String,
+    body: &'static str,
+    seconds: f64,
+    hop: u32,
+) -> Outcome {
     // Warm the connection pools of every hop first.
     let warm_until = Instant::now() + Duration::from_millis(700);
     let warmers: Vec<_> = (0..CONCURRENCY)
@@ -312,7 +351,7 @@ async fn load(client: Arc<HttpClient>, url: String, body: &'static str, seconds:
     for warmer in warmers {
         warmer.await.unwrap();
     }
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_time(hop));
     let until = started + Duration::from_secs_f64(seconds);
     let workers: Vec<_> = (0..CONCURRENCY)
         .map(|_| {
@@ -330,7 +369,8 @@ async fn load(client: Arc<HttpClient>, url: String, body: &'static str, seconds:
     for worker in workers {
         samples.extend(worker.await.unwrap());
     }
-    Outcome::of(samples, started.elapsed())
+    let elapsed = started.elapsed();
+    Outcome::of(samples, elapsed, cpu_time(hop).saturating_sub(cpu_before))
 }
 
 /// Requests sent at a fixed `rate` for `seconds`, each on its own (an open
@@ -357,7 +397,7 @@ async fn paced(
     for request in requests {
         samples.push(request.await.unwrap());
     }
-    Outcome::of(samples, started.elapsed())
+    Outcome::of(samples, started.elapsed(), Duration::ZERO)
 }
 
 fn ms(d: Duration) -> String {
@@ -397,11 +437,11 @@ fn main() {
     std::thread::sleep(Duration::from_secs(11));
     let (idle_rss, _) = memory_mib(sluice.pid());
 
-    let mut targets = vec![("direct", upstream.url.clone())];
-    if let Some((_, url)) = &nginx {
-        targets.push(("nginx", url.clone()));
+    let mut targets = vec![("direct", upstream.url.clone(), upstream.pid())];
+    if let Some((nginx, url)) = &nginx {
+        targets.push(("nginx", url.clone(), nginx.id()));
     }
-    targets.push(("sluice", sluice.url.clone()));
+    targets.push(("sluice", sluice.url.clone(), sluice.pid()));
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -424,7 +464,7 @@ fn main() {
     if !saturated.is_empty() {
         println!(
             "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
-             {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
+             {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7} {:>12}",
             "mode",
             "target",
             "req/s",
@@ -434,14 +474,19 @@ fn main() {
             "ttfb p99",
             "× direct",
             "+p99 ms",
-            "errors"
+            "errors",
+            "cpu µs/req"
+        );
+        println!(
+            "(cpu: the target's own CPU per request, all its threads and workers; \
+             for direct, the upstream's)"
         );
     }
     for (mode, body) in saturated {
         let mut direct: Option<Outcome> = None;
-        for (name, base) in &targets {
+        for (name, base, pid) in &targets {
             let url = format!("{base}/v1/chat/completions");
-            let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+            let outcome = tokio.block_on(load(client.clone(), url, body, seconds, *pid));
             let (ratio, added) = match &direct {
                 Some(d) => (
                     format!("{:.2}", outcome.rate() / d.rate()),
@@ -455,7 +500,7 @@ fn main() {
                 None => ("1.00".into(), "-".into()),
             };
             println!(
-                "{:<12} {:<7} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7}",
+                "{:<12} {:<7} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7} {:>12.1}",
                 mode,
                 name,
                 outcome.rate(),
@@ -466,6 +511,7 @@ fn main() {
                 ratio,
                 added,
                 outcome.errors,
+                outcome.cpu_per_request(),
             );
             if direct.is_none() {
                 direct = Some(outcome);
@@ -484,7 +530,7 @@ fn main() {
         );
         for (mode, body) in modes {
             let mut direct_p99 = None;
-            for (name, base) in &targets {
+            for (name, base, _) in &targets {
                 let url = format!("{base}/v1/chat/completions");
                 // Warm every hop's connections at the same rate first.
                 tokio.block_on(paced(client.clone(), url.clone(), body, rate, 0.5));
@@ -511,21 +557,22 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| o == "cross") {
         println!(
-            "\nstreams through sluice by client → channel protocol\n\n{:<22} {:>9} {:>8} {:>8} {:>14}",
-            "protocols", "req/s", "p50", "p99", "× passthrough"
+            "\nstreams through sluice by client → channel protocol\n\n{:<22} {:>9} {:>8} {:>8} {:>14} {:>12}",
+            "protocols", "req/s", "p50", "p99", "× passthrough", "cpu µs/req"
         );
         let mut passthrough: Option<f64> = None;
         for (name, path, body) in CROSS {
             let url = format!("{}{path}", sluice.url);
-            let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+            let outcome = tokio.block_on(load(client.clone(), url, body, seconds, sluice.pid()));
             let base = *passthrough.get_or_insert(outcome.rate());
             println!(
-                "{:<22} {:>9.0} {:>8} {:>8} {:>14.2}{}",
+                "{:<22} {:>9.0} {:>8} {:>8} {:>14.2} {:>12.1}{}",
                 name,
                 outcome.rate(),
                 ms(percentile(&outcome.latencies, 0.5)),
                 ms(percentile(&outcome.latencies, 0.99)),
                 outcome.rate() / base,
+                outcome.cpu_per_request(),
                 if outcome.errors > 0 {
                     format!("  ({} errors)", outcome.errors)
                 } else {
@@ -553,7 +600,8 @@ fn main() {
             );
             for (mode, body) in modes {
                 let url = format!("{}/v1/chat/completions", billed.url);
-                let outcome = tokio.block_on(load(client.clone(), url, body, seconds));
+                let outcome =
+                    tokio.block_on(load(client.clone(), url, body, seconds, billed.pid()));
                 let base = *off.entry(mode).or_insert(outcome.rate());
                 println!(
                     "{:<10} {:<11} {:>9.0} {:>8} {:>8} {:>10.2}{}",
@@ -659,7 +707,13 @@ fn swaps(
         }
     });
     let url = format!("{}/v1/chat/completions", sluice.url);
-    let steady = tokio.block_on(load(client.clone(), url.clone(), BODY, seconds));
+    let steady = tokio.block_on(load(
+        client.clone(),
+        url.clone(),
+        BODY,
+        seconds,
+        sluice.pid(),
+    ));
     let swapper = {
         let (client, admin) = (client.clone(), admin.clone());
         let until = Instant::now() + Duration::from_secs_f64(seconds + 0.7);
@@ -680,7 +734,13 @@ fn swaps(
             swaps * 3
         })
     };
-    let swapping = tokio.block_on(load(client.clone(), url.clone(), BODY, seconds));
+    let swapping = tokio.block_on(load(
+        client.clone(),
+        url.clone(),
+        BODY,
+        seconds,
+        sluice.pid(),
+    ));
     let swaps = tokio.block_on(swapper).unwrap();
     let p99 = |o: &Outcome| percentile(&o.latencies, 0.99);
     println!(
