@@ -28,6 +28,8 @@
 //! the added p99 is the hop's own.
 //!
 //! `SLUICE_BENCH_SECONDS` sets the measured time per case (default 5);
+//! `SLUICE_BENCH_ROUNDS` how often the saturated cases run, every target
+//! once per round, their ratios taken within a round (default 3);
 //! `SLUICE_BENCH_MODE=stream` (or `non-stream`, `latency`, `cross`,
 //! `billing`, `swaps`) runs one part only.
 
@@ -284,6 +286,19 @@ impl Outcome {
         outcome
     }
 
+    /// Both runs' figures as one.
+    fn merge(mut self, other: Outcome) -> Outcome {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.latencies.extend(other.latencies);
+        self.first_bytes.extend(other.first_bytes);
+        self.latencies.sort();
+        self.first_bytes.sort();
+        self
+    }
+
     fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -400,6 +415,11 @@ async fn paced(
     Outcome::of(samples, started.elapsed(), Duration::ZERO)
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -461,10 +481,16 @@ fn main() {
         .into_iter()
         .filter(|(m, _)| only.as_deref().is_none_or(|o| o == *m))
         .collect();
+    let rounds: usize = std::env::var("SLUICE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     if !saturated.is_empty() {
         println!(
-            "\nconcurrency {CONCURRENCY}, {seconds} s per case; latency and TTFB in ms\n\n\
-             {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7} {:>12}",
+            "\nconcurrency {CONCURRENCY}, {rounds} rounds of every target for {seconds} s each; \
+             latency and TTFB in ms\n\n\
+             {:<12} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11}",
             "mode",
             "target",
             "req/s",
@@ -473,50 +499,85 @@ fn main() {
             "ttfb p50",
             "ttfb p99",
             "× direct",
+            "× nginx",
             "+p99 ms",
             "errors",
             "cpu µs/req"
         );
         println!(
-            "(cpu: the target's own CPU per request, all its threads and workers; \
-             for direct, the upstream's)"
+            "(× direct and × nginx: the median over rounds of the ratio within a round; \
+             cpu: the target's own CPU per request, all its threads and workers, for direct \
+             the upstream's)"
         );
     }
     for (mode, body) in saturated {
-        let mut direct: Option<Outcome> = None;
-        for (name, base, pid) in &targets {
-            let url = format!("{base}/v1/chat/completions");
-            let outcome = tokio.block_on(load(client.clone(), url, body, seconds, *pid));
-            let (ratio, added) = match &direct {
-                Some(d) => (
-                    format!("{:.2}", outcome.rate() / d.rate()),
-                    format!(
-                        "{:+.2}",
-                        (percentile(&outcome.latencies, 0.99).as_secs_f64()
-                            - percentile(&d.latencies, 0.99).as_secs_f64())
-                            * 1000.0
-                    ),
-                ),
-                None => ("1.00".into(), "-".into()),
+        // Round by round, so every target meets the machine's neighbours at
+        // about the same times; ratios are taken within a round.
+        let mut rates = vec![Vec::new(); targets.len()];
+        let mut pooled: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
+        for _ in 0..rounds {
+            for (index, (_, base, pid)) in targets.iter().enumerate() {
+                let url = format!("{base}/v1/chat/completions");
+                let outcome = tokio.block_on(load(client.clone(), url, body, seconds, *pid));
+                rates[index].push(outcome.rate());
+                pooled[index] = Some(match pooled[index].take() {
+                    Some(earlier) => earlier.merge(outcome),
+                    None => outcome,
+                });
+            }
+        }
+        let nginx_index = targets.iter().position(|(name, _, _)| *name == "nginx");
+        let ratio_to = |index: usize, base: Option<usize>| match base {
+            Some(base) => format!(
+                "{:.2}",
+                median(
+                    rates[index]
+                        .iter()
+                        .zip(&rates[base])
+                        .map(|(rate, base)| rate / base)
+                        .collect()
+                )
+            ),
+            None => "-".into(),
+        };
+        let direct_p99 = pooled[0]
+            .as_ref()
+            .map(|d| percentile(&d.latencies, 0.99).as_secs_f64());
+        for (index, (name, _, _)) in targets.iter().enumerate() {
+            let outcome = pooled[index].as_ref().expect("every target ran");
+            let p99 = percentile(&outcome.latencies, 0.99);
+            let added = match (index, direct_p99) {
+                (0, _) | (_, None) => "-".into(),
+                (_, Some(direct)) => format!("{:+.2}", (p99.as_secs_f64() - direct) * 1000.0),
             };
             println!(
-                "{:<12} {:<7} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>10} {:>12} {:>7} {:>12.1}",
+                "{:<12} {:<7} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11.1}",
                 mode,
                 name,
                 outcome.rate(),
                 ms(percentile(&outcome.latencies, 0.5)),
-                ms(percentile(&outcome.latencies, 0.99)),
+                ms(p99),
                 ms(percentile(&outcome.first_bytes, 0.5)),
                 ms(percentile(&outcome.first_bytes, 0.99)),
-                ratio,
+                ratio_to(index, Some(0)),
+                ratio_to(index, nginx_index),
                 added,
                 outcome.errors,
                 outcome.cpu_per_request(),
             );
-            if direct.is_none() {
-                direct = Some(outcome);
-            }
         }
+        println!(
+            "per round, sluice × nginx: {}",
+            match nginx_index {
+                Some(nginx) => rates[targets.len() - 1]
+                    .iter()
+                    .zip(&rates[nginx])
+                    .map(|(sluice, nginx)| format!("{:.2}", sluice / nginx))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                None => "-".into(),
+            }
+        );
     }
     if only.as_deref().is_none_or(|o| o == "latency") {
         let rate: f64 = std::env::var("SLUICE_BENCH_RATE")
