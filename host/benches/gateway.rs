@@ -527,17 +527,15 @@ fn main() {
             }
         }
         let nginx_index = targets.iter().position(|(name, _, _)| *name == "nginx");
+        let round_ratios = |index: usize, base: usize| -> Vec<f64> {
+            rates[index]
+                .iter()
+                .zip(&rates[base])
+                .map(|(rate, base)| rate / base)
+                .collect()
+        };
         let ratio_to = |index: usize, base: Option<usize>| match base {
-            Some(base) => format!(
-                "{:.2}",
-                median(
-                    rates[index]
-                        .iter()
-                        .zip(&rates[base])
-                        .map(|(rate, base)| rate / base)
-                        .collect()
-                )
-            ),
+            Some(base) => format!("{:.2}", median(round_ratios(index, base))),
             None => "-".into(),
         };
         let direct_p99 = pooled[0]
@@ -569,10 +567,9 @@ fn main() {
         println!(
             "per round, sluice × nginx: {}",
             match nginx_index {
-                Some(nginx) => rates[targets.len() - 1]
+                Some(nginx) => round_ratios(targets.len() - 1, nginx)
                     .iter()
-                    .zip(&rates[nginx])
-                    .map(|(sluice, nginx)| format!("{:.2}", sluice / nginx))
+                    .map(|ratio| format!("{ratio:.2}"))
                     .collect::<Vec<_>>()
                     .join(" "),
                 None => "-".into(),
