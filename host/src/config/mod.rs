@@ -54,7 +54,7 @@ fn default_max_body_bytes() -> usize {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Time to open a connection to a channel.
+    /// Time to open a connection to a channel, TLS handshake included.
     pub connect_timeout_ms: u64,
     /// Time from sending a request to the response's headers.
     pub first_byte_timeout_ms: u64,

@@ -16,7 +16,6 @@ use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
 use crate::server::error::{ApiError, UpstreamFailure};
 use crate::telemetry::AccessLog;
-use crate::upstream::UpstreamBody;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -246,10 +245,10 @@ async fn attempt(
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };
     let status = response.status();
-    let idle = gateway.upstream.idle_timeout();
     if !status.is_success() {
         let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-        let body = UpstreamBody::new(response.into_body(), idle)
+        let body = response
+            .into_body()
             .read_all(ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
@@ -299,8 +298,7 @@ async fn attempt(
             .await
         }
         .map_err(plugin)?;
-        let body = UpstreamBody::new(response.into_body(), idle);
-        let mut stream = RelayStream::new(body, road, route.client.cloned());
+        let mut stream = RelayStream::new(response.into_body(), road, route.client.cloned());
         return match stream.first_output().await {
             FirstOutput::Failed(error) => Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
             FirstOutput::Fault(fault) => Err(plugin(fault)),
@@ -315,10 +313,7 @@ async fn attempt(
         };
     }
 
-    let body = match UpstreamBody::new(response.into_body(), idle)
-        .read_all(RESPONSE_LIMIT)
-        .await
-    {
+    let body = match response.into_body().read_all(RESPONSE_LIMIT).await {
         Ok(body) => body,
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };

@@ -3,6 +3,7 @@
 use crate::config::model_matches;
 use crate::plugins::bindings::ChannelCandidate;
 use crate::store::channels::ChannelSpec;
+use crate::upstream::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -33,8 +34,7 @@ impl fmt::Debug for Secret {
 pub struct Channel {
     pub name: String,
     pub protocol: String,
-    /// Without a trailing slash; upstream paths are appended.
-    pub base_url: String,
+    pub endpoint: Endpoint,
     pub credential: Option<Secret>,
     models: Vec<String>,
     model_map: BTreeMap<String, String>,
@@ -94,7 +94,8 @@ impl ChannelTable {
                 Ok(Arc::new(Channel {
                     name: c.name.clone(),
                     protocol: c.protocol.clone(),
-                    base_url: c.base_url.trim_end_matches('/').to_string(),
+                    endpoint: Endpoint::parse(&c.base_url)
+                        .map_err(|e| format!("channel {:?}: base_url {e}", c.name))?,
                     credential,
                     models: c.models.clone(),
                     model_map: c.model_map.clone(),
@@ -167,7 +168,7 @@ mod tests {
             vec!["fast"]
         );
         let a = &table.candidates("llama-3")[0];
-        assert_eq!(a.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(a.endpoint.base_path(), "/v1");
         assert_eq!(a.upstream_model("fast"), "fast-2024");
         assert_eq!(a.upstream_model("llama-3"), "llama-3");
     }

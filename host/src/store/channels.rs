@@ -92,11 +92,8 @@ impl ChannelSpec {
         if self.name.is_empty() {
             return invalid("a channel needs a name".into());
         }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return invalid(format!(
-                "channel {:?}: base_url must start with http:// or https://",
-                self.name
-            ));
+        if let Err(error) = crate::upstream::Endpoint::parse(&self.base_url) {
+            return invalid(format!("channel {:?}: base_url {error}", self.name));
         }
         if self.models.is_empty() {
             return invalid(format!("channel {:?} serves no models", self.name));

@@ -1,30 +1,38 @@
-//! The pooled HTTP client that calls channels, with the connect and
-//! first-byte timeouts; reading the body, with its idle timeout, is the
-//! caller's (see [`next_chunk`]).
+//! The client that calls channels: HTTP/1.1 over TCP or TLS, connections
+//! kept per thread and origin (see [`pool`]), the connect and first-byte
+//! timeouts. Reading the body, with its idle timeout, is [`UpstreamBody`]'s.
+
+mod body;
+mod endpoint;
+mod pool;
+
+pub use body::UpstreamBody;
+pub use endpoint::Endpoint;
 
 use crate::config::UpstreamConfig;
 use crate::plugins::bindings::{CredentialPlacement, UpstreamRequest};
 use crate::routing::Channel;
-use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::{Request, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use pool::{Link, Pool};
+use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
-use thread_local::ThreadLocal;
+use tower_service::Service;
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// One connection pool per thread: a connection's task then runs on the
-/// thread of the requests that use it, so relaying a response never hands
-/// frames between threads (see `server::run`'s thread-per-core runtimes).
+/// How long an unused connection is kept for the next request.
+const KEEP_IDLE: Duration = Duration::from_secs(90);
+
 pub struct UpstreamClient {
-    clients: ThreadLocal<HttpsClient>,
+    connector: HttpsConnector<HttpConnector>,
+    pool: Arc<Pool>,
     config: UpstreamConfig,
 }
 
@@ -42,30 +50,23 @@ pub enum UpstreamError {
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Self {
+        let mut http = HttpConnector::new();
+        // Without it an SSE stream of small writes meets delayed ACKs.
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // HTTP/1.1 only: every provider serves it, and a connection per
+        // concurrent request is what a proxy's upstream side does anyway.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         UpstreamClient {
-            clients: ThreadLocal::new(),
+            connector,
+            pool: Arc::new(Pool::new(KEEP_IDLE)),
             config,
         }
-    }
-
-    fn client(&self) -> &HttpsClient {
-        self.clients.get_or(|| {
-            let mut http = HttpConnector::new();
-            // Without it an SSE stream of small writes meets delayed ACKs.
-            http.set_nodelay(true);
-            http.set_connect_timeout(Some(self.config.connect_timeout()));
-            http.enforce_http(false);
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                .expect("ring supports the default TLS versions")
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(http);
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(https)
-        })
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -79,185 +80,144 @@ impl UpstreamClient {
         request: UpstreamRequest,
         stream: bool,
         request_id: &str,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let invalid = |e: String| UpstreamError::InvalidRequest(e);
-        let mut uri = format!("{}{}", channel.base_url, request.path);
-        let mut builder = Request::post(&uri)
-            .header(CONTENT_TYPE, "application/json")
-            .header(
-                ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .header("x-request-id", request_id);
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        if let Some(secret) = &channel.credential {
-            match &request.credential {
-                CredentialPlacement::Bearer => {
-                    let mut value = HeaderValue::try_from(format!("Bearer {}", secret.expose()))
-                        .map_err(|_| {
-                            invalid("the credential is not a valid header value".into())
-                        })?;
-                    value.set_sensitive(true);
-                    builder = builder.header(AUTHORIZATION, value);
-                }
-                CredentialPlacement::Header(name) => {
-                    let name =
-                        HeaderName::try_from(name.as_str()).map_err(|e| invalid(e.to_string()))?;
-                    let mut value = HeaderValue::try_from(secret.expose()).map_err(|_| {
-                        invalid("the credential is not a valid header value".into())
-                    })?;
-                    value.set_sensitive(true);
-                    builder = builder.header(name, value);
-                }
-                CredentialPlacement::Query(name) => {
-                    uri.push(if uri.contains('?') { '&' } else { '?' });
-                    uri.push_str(&format!("{name}={}", percent_encode(secret.expose())));
-                    builder = builder.uri(&uri);
-                }
-            }
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(request.body)))
-            .map_err(|e| invalid(e.to_string()))?;
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let request = build(channel, request, stream, request_id)?;
         let timeout = self.config.first_byte_timeout();
-        match tokio::time::timeout(timeout, self.client().request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(timeout)),
-            Ok(Err(error)) if error.is_connect() => {
-                Err(UpstreamError::Unreachable(describe(&error)))
-            }
-            Ok(Err(error)) => Err(UpstreamError::Broken(describe(&error))),
-            Ok(Ok(response)) => Ok(response),
-        }
-    }
-}
-
-/// Most bytes gathered into one piece from frames that had already
-/// arrived.
-const COALESCE_LIMIT: usize = 64 << 10;
-
-/// A response body read piece by piece, each piece holding every frame that
-/// had already arrived (an upstream that writes one SSE event per chunk
-/// would otherwise cost one client write per event), never waiting for more
-/// than the first: streaming stays as prompt as the upstream.
-pub struct UpstreamBody {
-    body: Incoming,
-    idle: Duration,
-    /// An error met while gathering, reported after the bytes before it.
-    deferred: Option<UpstreamError>,
-}
-
-impl UpstreamBody {
-    pub fn new(body: Incoming, idle: Duration) -> Self {
-        UpstreamBody {
-            body,
-            idle,
-            deferred: None,
-        }
+        tokio::time::timeout(timeout, self.exchange(&channel.endpoint, request))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
     }
 
-    /// The next piece; `None` at the end. A silence longer than the idle
-    /// timeout is an error.
-    pub async fn next(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        let Some(first) = self.data().await? else {
-            return Ok(None);
+    /// On a kept connection if there is one. A kept connection is only
+    /// taken once it has processed what arrived while it sat idle, such as
+    /// the upstream closing it; one closed by a close still in flight at
+    /// that moment fails the request like any broken connection (the
+    /// request may have reached the upstream, so it is not sent again).
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut link = match self.pool.take(endpoint.key()) {
+            Some(link) => link,
+            None => self.connect(endpoint).await?,
         };
-        let mut gathered: Option<BytesMut> = None;
-        // hyper's client hands over one frame per request for more, from
-        // its connection task: poll, and if nothing is ready let that task
-        // run once before concluding nothing more has arrived.
-        let mut yielded = false;
-        while gathered.as_ref().map_or(first.len(), BytesMut::len) < COALESCE_LIMIT {
-            match self.body.frame().now_or_never() {
-                Some(Some(Ok(frame))) => {
-                    yielded = false;
-                    if let Ok(data) = frame.into_data() {
-                        gathered
-                            .get_or_insert_with(|| BytesMut::from(&first[..]))
-                            .extend_from_slice(&data);
-                    }
-                }
-                Some(Some(Err(error))) => {
-                    self.deferred = Some(UpstreamError::Broken(error.to_string()));
-                    break;
-                }
-                // The end is seen again by the next call.
-                Some(None) => break,
-                None if yielded => break,
-                None => {
-                    tokio::task::yield_now().await;
-                    yielded = true;
-                }
-            }
-        }
-        Ok(Some(gathered.map_or(first, BytesMut::freeze)))
+        let response = link
+            .exchange(request)
+            .await
+            .map_err(|e| UpstreamError::Broken(describe(&e)))?;
+        let (pool, idle) = (self.pool.clone(), self.idle_timeout());
+        Ok(response.map(|body| UpstreamBody::new(body, link, pool, idle)))
     }
 
-    /// The whole rest of the body, of at most `limit` bytes. Frame by
-    /// frame: gathering what already arrived (see [`UpstreamBody::next`])
-    /// saves nothing when everything is kept until the end anyway.
-    pub async fn read_all(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
-        let mut collected = BytesMut::new();
-        while let Some(data) = self.data().await? {
-            if collected.len() + data.len() > limit {
-                return Err(UpstreamError::Broken(format!(
-                    "response larger than {limit} bytes"
-                )));
-            }
-            if collected.is_empty() {
-                // Most answers are one frame: keep it without a copy.
-                collected = BytesMut::from(data);
-            } else {
-                collected.extend_from_slice(&data);
-            }
-        }
-        Ok(collected.freeze())
-    }
-
-    /// The next non-empty data frame, waiting at most the idle timeout.
-    async fn data(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        if let Some(error) = self.deferred.take() {
-            return Err(error);
-        }
-        loop {
-            match tokio::time::timeout(self.idle, self.body.frame()).await {
-                Err(_) => return Err(UpstreamError::Timeout(self.idle)),
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(error))) => return Err(UpstreamError::Broken(error.to_string())),
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        return Ok(Some(data));
-                    }
-                }
-            }
+    /// A new connection, TLS handshake included, within the connect
+    /// timeout.
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Link, UpstreamError> {
+        let connecting = async {
+            let mut connector = self.connector.clone();
+            poll_fn(|cx| connector.poll_ready(cx))
+                .await
+                .map_err(|e| describe(&*e))?;
+            let io = connector
+                .call(endpoint.origin().clone())
+                .await
+                .map_err(|e| describe(&*e))?;
+            let (sender, connection) = http1::handshake(io).await.map_err(|e| describe(&e))?;
+            Ok(Link::new(endpoint.key().clone(), sender, connection))
+        };
+        let limit = self.config.connect_timeout();
+        match tokio::time::timeout(limit, connecting).await {
+            Err(_) => Err(UpstreamError::Unreachable(format!(
+                "no connection within {limit:?}"
+            ))),
+            Ok(connected) => connected.map_err(UpstreamError::Unreachable),
         }
     }
 }
 
-/// The error and its causes, without the request (whose URL may hold a
-/// query-string credential).
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    let mut text = String::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if !text.is_empty() {
-            text.push_str(": ");
+/// The HTTP request for a channel's request: origin-form target, `Host`
+/// from the channel's endpoint, the channel's credential where its
+/// protocol puts it.
+fn build(
+    channel: &Channel,
+    upstream: UpstreamRequest,
+    stream: bool,
+    request_id: &str,
+) -> Result<Request<Full<Bytes>>, UpstreamError> {
+    let invalid = |e: String| UpstreamError::InvalidRequest(e);
+    let header_value = |value: &str| {
+        HeaderValue::try_from(value).map_err(|_| invalid("a header value is invalid".into()))
+    };
+    let endpoint = &channel.endpoint;
+    let mut target = String::with_capacity(endpoint.base_path().len() + upstream.path.len() + 1);
+    target.push_str(endpoint.base_path());
+    target.push_str(&upstream.path);
+    if !target.starts_with('/') {
+        target.insert(0, '/');
+    }
+    let mut request = Request::new(Full::new(Bytes::from(upstream.body)));
+    *request.method_mut() = Method::POST;
+    let headers = request.headers_mut();
+    headers.insert(HOST, endpoint.host().clone());
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static(if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }),
+    );
+    headers.insert(REQUEST_ID, header_value(request_id)?);
+    for (name, value) in &upstream.headers {
+        let name = HeaderName::try_from(name.as_str()).map_err(|e| invalid(e.to_string()))?;
+        headers.append(name, header_value(value)?);
+    }
+    if let Some(secret) = &channel.credential {
+        let sensitive = |value: &str| {
+            let mut value = HeaderValue::try_from(value)
+                .map_err(|_| invalid("the credential is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            Ok::<_, UpstreamError>(value)
+        };
+        match &upstream.credential {
+            CredentialPlacement::Bearer => {
+                headers.insert(
+                    AUTHORIZATION,
+                    sensitive(&format!("Bearer {}", secret.expose()))?,
+                );
+            }
+            CredentialPlacement::Header(name) => {
+                let name =
+                    HeaderName::try_from(name.as_str()).map_err(|e| invalid(e.to_string()))?;
+                headers.insert(name, sensitive(secret.expose())?);
+            }
+            CredentialPlacement::Query(name) => {
+                target.push(if target.contains('?') { '&' } else { '?' });
+                target.push_str(name);
+                target.push('=');
+                target.push_str(&percent_encode(secret.expose()));
+            }
         }
+    }
+    // The error names no part of the target, which may hold a credential.
+    *request.uri_mut() = Uri::try_from(target)
+        .map_err(|_| invalid("the upstream path is not a valid URI".into()))?;
+    Ok(request)
+}
+
+/// The error and its causes. None of them names the request's target,
+/// which may carry a query-string credential: the connector sees only the
+/// origin, and hyper's errors name no request.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    if text.is_empty() {
-        "connection failed".into()
-    } else {
-        text
-    }
+    text
 }
 
 fn percent_encode(value: &str) -> String {
@@ -273,11 +233,4 @@ fn percent_encode(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_credentials_are_percent_encoded() {
-        assert_eq!(percent_encode("a b/c+d~"), "a%20b%2Fc%2Bd~");
-    }
-}
+mod tests;

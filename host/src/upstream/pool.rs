@@ -1,0 +1,143 @@
+//! Upstream connections kept open between requests, one set per thread and
+//! origin. A connection has no task of its own: the task of the request
+//! using it drives it, polling it with that request's response and body.
+//! Relaying a frame then wakes one task instead of handing it from a
+//! connection task to the request's, and a request that is abandoned drops,
+//! hence closes, its connection, which is what cancels the upstream call.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::{Request, Response};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+use thread_local::ThreadLocal;
+use tokio::net::TcpStream;
+
+pub type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+type Body = Full<Bytes>;
+
+/// One HTTP/1.1 connection to an upstream origin.
+pub struct Link {
+    /// The origin's pool key.
+    key: Arc<str>,
+    sender: http1::SendRequest<Body>,
+    connection: http1::Connection<Io, Body>,
+    /// The connection finished (closed or failed) and cannot be used again.
+    ended: bool,
+}
+
+impl Link {
+    pub fn new(
+        key: Arc<str>,
+        sender: http1::SendRequest<Body>,
+        connection: http1::Connection<Io, Body>,
+    ) -> Self {
+        Link {
+            key,
+            sender,
+            connection,
+            ended: false,
+        }
+    }
+
+    /// Does the reading and writing the connection can do now; every poll
+    /// of the request on it calls this first.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        // Its outcome also reaches the request's response or body, which
+        // report it.
+        if !self.ended && Pin::new(&mut self.connection).poll(cx).is_ready() {
+            self.ended = true;
+        }
+    }
+
+    /// Sends `request` and waits for the response's head.
+    pub async fn exchange(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        let mut response = pin!(self.sender.send_request(request));
+        poll_fn(|cx| {
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Whether another request may go on it: still open, and done with
+    /// the last one. Processes what already arrived first, such as the
+    /// upstream closing it while it sat idle.
+    fn reusable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        !self.ended && self.sender.is_ready()
+    }
+}
+
+struct Idle {
+    link: Link,
+    since: Instant,
+}
+
+/// The idle connections, per thread so that taking and returning one
+/// never contends.
+pub struct Pool {
+    idle: ThreadLocal<RefCell<HashMap<Arc<str>, Vec<Idle>>>>,
+    /// How long an idle connection is kept.
+    keep: Duration,
+}
+
+impl Pool {
+    pub fn new(keep: Duration) -> Self {
+        Pool {
+            idle: ThreadLocal::new(),
+            keep,
+        }
+    }
+
+    /// The most recently used connection to the origin `key` that can take
+    /// a request, if any.
+    pub fn take(&self, key: &str) -> Option<Link> {
+        let mut idle = self.idle.get_or_default().borrow_mut();
+        let links = idle.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(Idle { mut link, since }) = links.pop() {
+            if now.duration_since(since) > self.keep {
+                // The rest went idle even earlier.
+                links.clear();
+                break;
+            }
+            if link.reusable() {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    /// Keeps `link` for the next request to its origin, unless it cannot
+    /// take one.
+    pub fn give_back(&self, mut link: Link) {
+        if !link.reusable() {
+            return;
+        }
+        let mut idle = self.idle.get_or_default().borrow_mut();
+        let links = match idle.get_mut(&link.key) {
+            Some(links) => links,
+            None => idle.entry(link.key.clone()).or_default(),
+        };
+        let now = Instant::now();
+        let expired = links
+            .iter()
+            .take_while(|idle| now.duration_since(idle.since) > self.keep)
+            .count();
+        links.drain(..expired);
+        links.push(Idle { link, since: now });
+    }
+}
