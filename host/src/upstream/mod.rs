@@ -100,7 +100,9 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut link = match self.pool.take(endpoint.key()) {
             Some(link) => link,
-            None => self.connect(endpoint).await?,
+            // Boxed: connecting is rare, and its future is several
+            // kilobytes every request's future would otherwise hold.
+            None => Box::pin(self.connect(endpoint)).await?,
         };
         let response = link
             .exchange(request)

@@ -30,7 +30,9 @@ pub struct Link {
     /// The origin's pool key.
     key: Arc<str>,
     sender: http1::SendRequest<Body>,
-    connection: http1::Connection<Io, Body>,
+    /// Boxed: it holds the TLS state, and a request's future would
+    /// otherwise carry (and move) it inline.
+    connection: Box<http1::Connection<Io, Body>>,
     /// The connection finished (closed or failed) and cannot be used again.
     ended: bool,
 }
@@ -44,7 +46,7 @@ impl Link {
         Link {
             key,
             sender,
-            connection,
+            connection: Box::new(connection),
             ended: false,
         }
     }
@@ -54,7 +56,7 @@ impl Link {
     pub fn drive(&mut self, cx: &mut Context<'_>) {
         // Its outcome also reaches the request's response or body, which
         // report it.
-        if !self.ended && Pin::new(&mut self.connection).poll(cx).is_ready() {
+        if !self.ended && Pin::new(&mut *self.connection).poll(cx).is_ready() {
             self.ended = true;
         }
     }
