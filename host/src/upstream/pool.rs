@@ -88,10 +88,43 @@ struct Idle {
     since: Instant,
 }
 
+/// One thread's idle connections.
+struct Shelf {
+    links: HashMap<Arc<str>, Vec<Idle>>,
+    /// When the connections of every origin were last checked.
+    swept: Instant,
+}
+
+impl Default for Shelf {
+    fn default() -> Self {
+        Shelf {
+            links: HashMap::new(),
+            swept: Instant::now(),
+        }
+    }
+}
+
+impl Shelf {
+    /// Once every `keep`, drops the connections of every origin that
+    /// expired or that the upstream closed: those of an origin no request
+    /// goes to any more (a channel removed, a quiet one) would otherwise
+    /// stay open, or half-closed, for good.
+    fn sweep(&mut self, now: Instant, keep: Duration) {
+        if now.duration_since(self.swept) < keep {
+            return;
+        }
+        self.swept = now;
+        self.links.retain(|_, links| {
+            links.retain_mut(|idle| now.duration_since(idle.since) < keep && idle.link.reusable());
+            !links.is_empty()
+        });
+    }
+}
+
 /// The idle connections, per thread so that taking and returning one
 /// never contends.
 pub struct Pool {
-    idle: ThreadLocal<RefCell<HashMap<Arc<str>, Vec<Idle>>>>,
+    shelves: ThreadLocal<RefCell<Shelf>>,
     /// How long an idle connection is kept.
     keep: Duration,
 }
@@ -99,7 +132,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(keep: Duration) -> Self {
         Pool {
-            idle: ThreadLocal::new(),
+            shelves: ThreadLocal::new(),
             keep,
         }
     }
@@ -107,11 +140,12 @@ impl Pool {
     /// The most recently used connection to the origin `key` that can take
     /// a request, if any.
     pub fn take(&self, key: &str) -> Option<Link> {
-        let mut idle = self.idle.get_or_default().borrow_mut();
-        let links = idle.get_mut(key)?;
+        let mut shelf = self.shelves.get_or_default().borrow_mut();
         let now = Instant::now();
+        shelf.sweep(now, self.keep);
+        let links = shelf.links.get_mut(key)?;
         while let Some(Idle { mut link, since }) = links.pop() {
-            if now.duration_since(since) > self.keep {
+            if now.duration_since(since) >= self.keep {
                 // The rest went idle even earlier.
                 links.clear();
                 break;
@@ -129,17 +163,13 @@ impl Pool {
         if !link.reusable() {
             return;
         }
-        let mut idle = self.idle.get_or_default().borrow_mut();
-        let links = match idle.get_mut(&link.key) {
-            Some(links) => links,
-            None => idle.entry(link.key.clone()).or_default(),
-        };
+        let mut shelf = self.shelves.get_or_default().borrow_mut();
         let now = Instant::now();
-        let expired = links
-            .iter()
-            .take_while(|idle| now.duration_since(idle.since) > self.keep)
-            .count();
-        links.drain(..expired);
+        shelf.sweep(now, self.keep);
+        let links = match shelf.links.get_mut(&link.key) {
+            Some(links) => links,
+            None => shelf.links.entry(link.key.clone()).or_default(),
+        };
         links.push(Idle { link, since: now });
     }
 }

@@ -282,6 +282,24 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
 }
 
 #[tokio::test]
+async fn connections_kept_past_their_time_are_closed_whichever_origin_is_called_next() {
+    let (quiet_url, mut quiet, _) = upstream(Script::Answer).await;
+    let (busy_url, _busy, _) = upstream(Script::Answer).await;
+    let client = UpstreamClient {
+        pool: Arc::new(Pool::new(Duration::ZERO)),
+        ..client()
+    };
+    answer(&client, &channel(&quiet_url, None)).await.unwrap();
+    answer(&client, &channel(&busy_url, None)).await.unwrap();
+    assert_eq!(quiet.recv().await, Some(Event::Accepted));
+    assert!(matches!(quiet.recv().await, Some(Event::Head(_))));
+    // The client, and with it the pool, is still alive.
+    let left = tokio::time::timeout(Duration::from_secs(10), quiet.recv()).await;
+    assert_eq!(left.ok().flatten(), Some(Event::ClientLeft));
+    drop(client);
+}
+
+#[tokio::test]
 async fn dropping_an_unfinished_body_closes_its_connection() {
     let (base_url, mut seen, _) = upstream(Script::StartStream).await;
     let channel = channel(&base_url, None);
