@@ -17,27 +17,25 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Errors say what is wrong without repeating the URL, which may hold
+    /// a secret (in its user part or query string).
     pub fn parse(base_url: &str) -> Result<Self, String> {
         let default_port = if base_url.starts_with("http://") {
             80
         } else if base_url.starts_with("https://") {
             443
         } else {
-            return Err(format!("{base_url:?} must start with http:// or https://"));
+            return Err("must start with http:// or https://".into());
         };
-        let uri: Uri = base_url
-            .parse()
-            .map_err(|e| format!("{base_url:?} is not a URL: {e}"))?;
+        let uri: Uri = base_url.parse().map_err(|e| format!("is not a URL: {e}"))?;
         let Some(authority) = uri.authority().cloned() else {
-            return Err(format!("{base_url:?} names no host"));
+            return Err("names no host".into());
         };
         if authority.as_str().contains('@') {
-            return Err(format!(
-                "{base_url:?} holds credentials; give them as the channel's api_key"
-            ));
+            return Err("holds credentials; give them as the channel's api_key".into());
         }
         if uri.query().is_some() {
-            return Err(format!("{base_url:?} has a query string"));
+            return Err("has a query string".into());
         }
         let host = match authority.port_u16() {
             Some(port) if port != default_port => format!("{}:{port}", authority.host()),
@@ -50,11 +48,11 @@ impl Endpoint {
             .authority(authority)
             .path_and_query("/")
             .build()
-            .map_err(|e| format!("{base_url:?}: {e}"))?;
+            .map_err(|e| format!("is not a URL: {e}"))?;
         Ok(Endpoint {
             origin,
             key: key.into(),
-            host: HeaderValue::try_from(host).map_err(|e| format!("{base_url:?}: {e}"))?,
+            host: HeaderValue::try_from(host).map_err(|e| format!("names an invalid host: {e}"))?,
             base_path: uri.path().trim_end_matches('/').to_string(),
         })
     }
@@ -111,6 +109,7 @@ mod tests {
         ] {
             let error = Endpoint::parse(url).unwrap_err();
             assert!(error.contains(says), "{url}: {error}");
+            assert!(!error.contains("pw") && !error.contains("key=1"), "{error}");
         }
     }
 }

@@ -53,6 +53,10 @@ impl UpstreamClient {
         let mut http = HttpConnector::new();
         // Without it an SSE stream of small writes meets delayed ACKs.
         http.set_nodelay(true);
+        // Shared out among a name's addresses, so that an unreachable
+        // first one leaves time for the next; `connect` bounds the whole,
+        // TLS included.
+        http.set_connect_timeout(Some(config.connect_timeout()));
         http.enforce_http(false);
         // HTTP/1.1 only: every provider serves it, and a connection per
         // concurrent request is what a proxy's upstream side does anyway.
@@ -90,26 +94,36 @@ impl UpstreamClient {
 
     /// On a kept connection if there is one. A kept connection is only
     /// taken once it has processed what arrived while it sat idle, such as
-    /// the upstream closing it; one closed by a close still in flight at
-    /// that moment fails the request like any broken connection (the
-    /// request may have reached the upstream, so it is not sent again).
+    /// the upstream closing it. One that still turns out closed before
+    /// the request began to go out passes the request to a new connection;
+    /// one that fails after (a close still in flight when it was taken)
+    /// fails the request like any broken connection, since the request
+    /// may have reached the upstream.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let mut link = match self.pool.take(endpoint.key()) {
-            Some(link) => link,
-            // Boxed: connecting is rare, and its future is several
-            // kilobytes every request's future would otherwise hold.
-            None => Box::pin(self.connect(endpoint)).await?,
-        };
-        let response = link
-            .exchange(request)
-            .await
-            .map_err(|e| UpstreamError::Broken(describe(&e)))?;
-        let (pool, idle) = (self.pool.clone(), self.idle_timeout());
-        Ok(response.map(|body| UpstreamBody::new(body, link, pool, idle)))
+        let mut kept = self.pool.take(endpoint.key());
+        loop {
+            let reused = kept.is_some();
+            let mut link = match kept.take() {
+                Some(link) => link,
+                // Boxed: connecting is rare, and its future is several
+                // kilobytes every request's future would otherwise hold.
+                None => Box::pin(self.connect(endpoint)).await?,
+            };
+            match link.exchange(request).await {
+                Ok(response) => {
+                    let (pool, idle) = (self.pool.clone(), self.idle_timeout());
+                    return Ok(response.map(|body| UpstreamBody::new(body, link, pool, idle)));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Broken(describe(failed.error()))),
+                },
+            }
+        }
     }
 
     /// A new connection, TLS handshake included, within the connect

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{TrySendError, http1};
 use hyper::{Request, Response};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
@@ -30,11 +30,10 @@ pub struct Link {
     /// The origin's pool key.
     key: Arc<str>,
     sender: http1::SendRequest<Body>,
-    /// Boxed: it holds the TLS state, and a request's future would
-    /// otherwise carry (and move) it inline.
-    connection: Box<http1::Connection<Io, Body>>,
-    /// The connection finished (closed or failed) and cannot be used again.
-    ended: bool,
+    /// `None` once it finished (closed or failed). Boxed: it holds the TLS
+    /// state, and a request's future would otherwise carry (and move) it
+    /// inline.
+    connection: Option<Box<http1::Connection<Io, Body>>>,
 }
 
 impl Link {
@@ -46,27 +45,32 @@ impl Link {
         Link {
             key,
             sender,
-            connection: Box::new(connection),
-            ended: false,
+            connection: Some(Box::new(connection)),
         }
     }
 
     /// Does the reading and writing the connection can do now; every poll
     /// of the request on it calls this first.
     pub fn drive(&mut self, cx: &mut Context<'_>) {
-        // Its outcome also reaches the request's response or body, which
-        // report it.
-        if !self.ended && Pin::new(&mut *self.connection).poll(cx).is_ready() {
-            self.ended = true;
+        if let Some(connection) = &mut self.connection
+            && Pin::new(&mut **connection).poll(cx).is_ready()
+        {
+            // Its outcome also reaches the request's response or body,
+            // which report it. Dropped, it hands back a request it had not
+            // begun to send: an upstream closing an idle connection ends it
+            // cleanly, without failing what is still queued.
+            self.connection = None;
         }
     }
 
-    /// Sends `request` and waits for the response's head.
+    /// Sends `request` and waits for the response's head. A request the
+    /// connection ended before beginning to send comes back with the
+    /// error.
     pub async fn exchange(
         &mut self,
         request: Request<Body>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        let mut response = pin!(self.sender.send_request(request));
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        let mut response = pin!(self.sender.try_send_request(request));
         poll_fn(|cx| {
             self.drive(cx);
             response.as_mut().poll(cx)
@@ -79,7 +83,7 @@ impl Link {
     /// upstream closing it while it sat idle.
     fn reusable(&mut self) -> bool {
         self.drive(&mut Context::from_waker(Waker::noop()));
-        !self.ended && self.sender.is_ready()
+        self.connection.is_some() && self.sender.is_ready()
     }
 }
 

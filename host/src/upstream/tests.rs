@@ -19,6 +19,8 @@ enum Script {
     AnswerThenClose,
     /// Sends the head and one chunk of a stream that never ends.
     StartStream,
+    /// Closes every connection as soon as it is accepted.
+    Refuse,
 }
 
 #[derive(Debug, PartialEq)]
@@ -59,6 +61,11 @@ async fn serve(
     events: mpsc::UnboundedSender<Event>,
     close: Arc<Notify>,
 ) {
+    if let Script::Refuse = script {
+        drop(socket);
+        events.send(Event::Closed).unwrap();
+        return;
+    }
     loop {
         let Some(head) = read_request(&mut socket).await else {
             events.send(Event::ClientLeft).unwrap();
@@ -82,6 +89,7 @@ async fn serve(
                     return;
                 }
             }
+            Script::Refuse => unreachable!("refused on accepting"),
             Script::StartStream => {
                 let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
                 socket.write_all(head.as_bytes()).await.unwrap();
@@ -166,9 +174,16 @@ async fn answer(client: &UpstreamClient, channel: &Channel) -> Result<String, Up
     Ok(String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// The next event, failing the test rather than waiting for ever.
+async fn next_event(seen: &mut mpsc::UnboundedReceiver<Event>) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("no event within 10 s")
+}
+
 async fn next_head(seen: &mut mpsc::UnboundedReceiver<Event>) -> String {
     loop {
-        match seen.recv().await.unwrap() {
+        match next_event(seen).await.unwrap() {
             Event::Head(head) => return head,
             Event::Accepted => {}
             other => panic!("expected a request, saw {other:?}"),
@@ -241,7 +256,7 @@ async fn reuses_a_connection_once_its_answer_is_read() {
     }
     drop(client);
     let mut events = Vec::new();
-    while let Some(event) = seen.recv().await {
+    while let Some(event) = next_event(&mut seen).await {
         let left = event == Event::ClientLeft;
         events.push(event);
         if left {
@@ -294,8 +309,7 @@ async fn connections_kept_past_their_time_are_closed_whichever_origin_is_called_
     assert_eq!(quiet.recv().await, Some(Event::Accepted));
     assert!(matches!(quiet.recv().await, Some(Event::Head(_))));
     // The client, and with it the pool, is still alive.
-    let left = tokio::time::timeout(Duration::from_secs(10), quiet.recv()).await;
-    assert_eq!(left.ok().flatten(), Some(Event::ClientLeft));
+    assert_eq!(next_event(&mut quiet).await, Some(Event::ClientLeft));
     drop(client);
 }
 
@@ -312,7 +326,40 @@ async fn dropping_an_unfinished_body_closes_its_connection() {
     assert_eq!(body.next().await.unwrap().unwrap(), "data: ");
     drop(body);
     next_head(&mut seen).await;
-    assert_eq!(seen.recv().await, Some(Event::ClientLeft));
+    assert_eq!(next_event(&mut seen).await, Some(Event::ClientLeft));
+}
+
+#[tokio::test]
+async fn a_connection_closed_at_once_fails_the_request_without_waiting() {
+    let (base_url, mut seen, _) = upstream(Script::Refuse).await;
+    let channel = channel(&base_url, None);
+    let client = client();
+    for _ in 0..20 {
+        let sent = tokio::time::timeout(Duration::from_secs(10), answer(&client, &channel)).await;
+        let error = sent
+            .expect("the request waited for the first-byte timeout")
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Broken(_)), "{error:?}");
+        assert_eq!(next_event(&mut seen).await, Some(Event::Accepted));
+        assert_eq!(next_event(&mut seen).await, Some(Event::Closed));
+    }
+}
+
+#[tokio::test]
+async fn a_request_a_closed_connection_never_began_to_send_comes_back() {
+    let (base_url, mut seen, _) = upstream(Script::Refuse).await;
+    let channel = channel(&base_url, None);
+    let client = client();
+    let mut link = client.connect(&channel.endpoint).await.unwrap();
+    assert_eq!(next_event(&mut seen).await, Some(Event::Accepted));
+    assert_eq!(next_event(&mut seen).await, Some(Event::Closed));
+    // Resumes after the runtime's I/O driver has run: the close has
+    // arrived before the connection is first driven with the request.
+    tokio::task::yield_now().await;
+    let request = build(&channel, request(CredentialPlacement::Bearer), false, "r").unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(10), link.exchange(request)).await;
+    let mut failed = sent.expect("the request was left waiting").unwrap_err();
+    assert!(failed.take_message().is_some(), "{}", failed.error());
 }
 
 #[tokio::test]
