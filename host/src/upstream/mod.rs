@@ -73,10 +73,6 @@ impl UpstreamClient {
         }
     }
 
-    pub fn idle_timeout(&self) -> Duration {
-        self.config.idle_timeout()
-    }
-
     /// Sends `request` to `channel` and waits for the response's headers.
     pub async fn send(
         &self,
@@ -115,7 +111,7 @@ impl UpstreamClient {
             };
             match link.exchange(request).await {
                 Ok(response) => {
-                    let (pool, idle) = (self.pool.clone(), self.idle_timeout());
+                    let (pool, idle) = (self.pool.clone(), self.config.idle_timeout());
                     return Ok(response.map(|body| UpstreamBody::new(body, link, pool, idle)));
                 }
                 Err(mut failed) => match failed.take_message() {

@@ -33,9 +33,18 @@ enum Event {
     ClientLeft,
 }
 
-/// The scripted upstream's address, what it saw, and the trigger of
-/// [`Script::AnswerThenClose`].
-async fn upstream(script: Script) -> (String, mpsc::UnboundedReceiver<Event>, Arc<Notify>) {
+/// A scripted upstream on loopback.
+struct Scripted {
+    base_url: String,
+    /// A channel to it without a credential.
+    channel: Arc<Channel>,
+    /// What it saw.
+    seen: mpsc::UnboundedReceiver<Event>,
+    /// The trigger of [`Script::AnswerThenClose`].
+    close: Arc<Notify>,
+}
+
+async fn upstream(script: Script) -> Scripted {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}/v1/", listener.local_addr().unwrap());
     let (events, seen) = mpsc::unbounded_channel();
@@ -51,7 +60,12 @@ async fn upstream(script: Script) -> (String, mpsc::UnboundedReceiver<Event>, Ar
             tokio::spawn(serve(socket, script, answered, events, trigger.clone()));
         }
     });
-    (base_url, seen, close)
+    Scripted {
+        channel: channel(&base_url, None),
+        base_url,
+        seen,
+        close,
+    }
 }
 
 async fn serve(
@@ -193,7 +207,9 @@ async fn next_head(seen: &mut mpsc::UnboundedReceiver<Event>) -> String {
 
 #[tokio::test]
 async fn sends_an_origin_form_request_with_host_and_credential() {
-    let (base_url, mut seen, _) = upstream(Script::Answer).await;
+    let Scripted {
+        base_url, mut seen, ..
+    } = upstream(Script::Answer).await;
     let channel = channel(&base_url, Some("sk-secret"));
     assert_eq!(answer(&client(), &channel).await.unwrap(), "answer 1");
     let head = next_head(&mut seen).await.to_ascii_lowercase();
@@ -222,7 +238,9 @@ async fn sends_an_origin_form_request_with_host_and_credential() {
 
 #[tokio::test]
 async fn puts_a_query_credential_percent_encoded_into_the_target() {
-    let (base_url, mut seen, _) = upstream(Script::Answer).await;
+    let Scripted {
+        base_url, mut seen, ..
+    } = upstream(Script::Answer).await;
     let channel = channel(&base_url, Some("a b/c+d~"));
     let client = client();
     let placement = CredentialPlacement::Query("key".into());
@@ -245,8 +263,9 @@ async fn puts_a_query_credential_percent_encoded_into_the_target() {
 
 #[tokio::test]
 async fn reuses_a_connection_once_its_answer_is_read() {
-    let (base_url, mut seen, _) = upstream(Script::Answer).await;
-    let channel = channel(&base_url, None);
+    let Scripted {
+        channel, mut seen, ..
+    } = upstream(Script::Answer).await;
     let client = client();
     for i in 0..5 {
         assert_eq!(
@@ -280,8 +299,12 @@ async fn reuses_a_connection_once_its_answer_is_read() {
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
-    let (base_url, mut seen, close) = upstream(Script::AnswerThenClose).await;
-    let channel = channel(&base_url, None);
+    let Scripted {
+        channel,
+        mut seen,
+        close,
+        ..
+    } = upstream(Script::AnswerThenClose).await;
     let client = client();
     for i in 1..=5 {
         assert_eq!(
@@ -298,25 +321,26 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
 
 #[tokio::test]
 async fn connections_kept_past_their_time_are_closed_whichever_origin_is_called_next() {
-    let (quiet_url, mut quiet, _) = upstream(Script::Answer).await;
-    let (busy_url, _busy, _) = upstream(Script::Answer).await;
+    let mut quiet = upstream(Script::Answer).await;
+    let busy = upstream(Script::Answer).await;
     let client = UpstreamClient {
         pool: Arc::new(Pool::new(Duration::ZERO)),
         ..client()
     };
-    answer(&client, &channel(&quiet_url, None)).await.unwrap();
-    answer(&client, &channel(&busy_url, None)).await.unwrap();
-    assert_eq!(quiet.recv().await, Some(Event::Accepted));
-    assert!(matches!(quiet.recv().await, Some(Event::Head(_))));
+    answer(&client, &quiet.channel).await.unwrap();
+    answer(&client, &busy.channel).await.unwrap();
+    assert_eq!(quiet.seen.recv().await, Some(Event::Accepted));
+    assert!(matches!(quiet.seen.recv().await, Some(Event::Head(_))));
     // The client, and with it the pool, is still alive.
-    assert_eq!(next_event(&mut quiet).await, Some(Event::ClientLeft));
+    assert_eq!(next_event(&mut quiet.seen).await, Some(Event::ClientLeft));
     drop(client);
 }
 
 #[tokio::test]
 async fn dropping_an_unfinished_body_closes_its_connection() {
-    let (base_url, mut seen, _) = upstream(Script::StartStream).await;
-    let channel = channel(&base_url, None);
+    let Scripted {
+        channel, mut seen, ..
+    } = upstream(Script::StartStream).await;
     let client = client();
     let response = client
         .send(&channel, request(CredentialPlacement::Bearer), true, "r")
@@ -331,8 +355,9 @@ async fn dropping_an_unfinished_body_closes_its_connection() {
 
 #[tokio::test]
 async fn a_connection_closed_at_once_fails_the_request_without_waiting() {
-    let (base_url, mut seen, _) = upstream(Script::Refuse).await;
-    let channel = channel(&base_url, None);
+    let Scripted {
+        channel, mut seen, ..
+    } = upstream(Script::Refuse).await;
     let client = client();
     for _ in 0..20 {
         let sent = tokio::time::timeout(Duration::from_secs(10), answer(&client, &channel)).await;
@@ -347,8 +372,9 @@ async fn a_connection_closed_at_once_fails_the_request_without_waiting() {
 
 #[tokio::test]
 async fn a_request_a_closed_connection_never_began_to_send_comes_back() {
-    let (base_url, mut seen, _) = upstream(Script::Refuse).await;
-    let channel = channel(&base_url, None);
+    let Scripted {
+        channel, mut seen, ..
+    } = upstream(Script::Refuse).await;
     let client = client();
     let mut link = client.connect(&channel.endpoint).await.unwrap();
     assert_eq!(next_event(&mut seen).await, Some(Event::Accepted));
