@@ -6,9 +6,10 @@
 //! translator one stream chunk and one non-stream answer, each way.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use sluice::plugins::bindings::{Caller, ChannelCandidate, Direction, Envelope};
+use sluice::plugins::bindings::{Caller, Direction};
 use sluice::plugins::{
-    Bundle, Instances, RequestText, Risk, Router, Runtime, RuntimeConfig, Translator, builtin,
+    Bundle, Candidate, Envelope, Instances, PolicyRequest, RequestText, Risk, Router, Runtime,
+    RuntimeConfig, Translator, builtin,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +20,9 @@ fn test_bundle(name: &str) -> Bundle {
     Bundle::read_dir(&Path::new(env!("SLUICE_BUNDLES_DIR")).join(name)).unwrap()
 }
 
-fn envelope() -> Envelope {
-    Envelope {
+/// A request routed between two channels.
+fn request() -> Arc<PolicyRequest> {
+    let envelope = Envelope {
         model: "gpt-4o-mini".into(),
         stream: true,
         max_output_tokens: Some(512),
@@ -29,22 +31,16 @@ fn envelope() -> Envelope {
         tags: vec!["interactive".into()],
         received_at_ms: 1_764_000_000_000,
         seed: 42,
-    }
-}
-
-fn caller() -> Caller {
-    Caller {
+    };
+    let caller = Caller {
         tenant: "acme".into(),
         user: "alice".into(),
         group: "default".into(),
         key_id: "key-1".into(),
-    }
-}
-
-fn candidates() -> Vec<ChannelCandidate> {
-    ["primary", "secondary"]
+    };
+    let candidates = ["primary", "secondary"]
         .iter()
-        .map(|name| ChannelCandidate {
+        .map(|name| Candidate {
             name: name.to_string(),
             protocol: "openai-chat".into(),
             weight: 1,
@@ -52,7 +48,11 @@ fn candidates() -> Vec<ChannelCandidate> {
             tags: vec![],
             latency_ms: Some(120),
         })
-        .collect()
+        .collect();
+    Arc::new(PolicyRequest {
+        candidates,
+        ..PolicyRequest::new(envelope, caller)
+    })
 }
 
 fn loading(c: &mut Criterion) {
@@ -122,7 +122,7 @@ fn policy_calls(c: &mut Criterion) {
     };
     let (warm, fresh) = (load(&noop), load(&fresh_noop));
     let builtin_router = load(&builtin::named("router").unwrap());
-    let (envelope, caller, candidates) = (envelope(), caller(), candidates());
+    let request = request();
 
     let mut group = c.benchmark_group("policy call");
     group.measurement_time(Duration::from_secs(3));
@@ -133,7 +133,7 @@ fn policy_calls(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.to_async(&tokio)
-                .iter(|| async { router.route(&envelope, &caller, &candidates).await.unwrap() })
+                .iter(|| async { router.route(&request).await.unwrap() })
         });
     }
     let risk: Risk = tokio
@@ -143,11 +143,8 @@ fn policy_calls(c: &mut Criterion) {
         .try_into()
         .unwrap();
     group.bench_function("built-in risk check, warm instance", |b| {
-        b.to_async(&tokio).iter(|| async {
-            risk.check(&envelope, &caller, Arc::new(NoText))
-                .await
-                .unwrap()
-        })
+        b.to_async(&tokio)
+            .iter(|| async { risk.check(&request, Arc::new(NoText)).await.unwrap() })
     });
     group.finish();
 }

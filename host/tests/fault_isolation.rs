@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bundle, caller, channel, envelope, load, runtime};
+use common::{bundle, channel, envelope, load, request, runtime};
 use sluice::plugins::bindings::Direction;
 use sluice::plugins::{Failure, Router, Translator};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ async fn faulty_router() -> Router {
 
 async fn calls_served(router: &Router) -> u64 {
     let error = router
-        .route(&envelope("calls"), &caller(), &[])
+        .route(&request(envelope("calls"), &[]))
         .await
         .unwrap_err();
     match error.failure {
@@ -36,7 +36,7 @@ async fn assert_fault_then_recovery(model: &str, expected: Failure) {
     let candidates = [channel("a", 0, 1), channel("b", 0, 1)];
     let started = Instant::now();
     let error = router
-        .route(&envelope(model), &caller(), &candidates)
+        .route(&request(envelope(model), &candidates))
         .await
         .unwrap_err();
     assert!(
@@ -48,7 +48,7 @@ async fn assert_fault_then_recovery(model: &str, expected: Failure) {
     assert!(error.failure.is_fault());
     assert_eq!(error.plugin.to_string(), "faulty-router@0.1.0");
     let order = router
-        .route(&envelope("gpt"), &caller(), &candidates)
+        .route(&request(envelope("gpt"), &candidates))
         .await
         .unwrap();
     assert_eq!(order, vec![0, 1], "the call after {model} must succeed");
@@ -106,7 +106,7 @@ async fn warm_instances_serve_call_after_call_and_a_refusal_keeps_them() {
     let router = faulty_router().await;
     assert_eq!(calls_served(&router).await, 1);
     let refused = router
-        .route(&envelope("error"), &caller(), &[])
+        .route(&request(envelope("error"), &[]))
         .await
         .unwrap_err();
     assert!(matches!(&refused.failure, Failure::Refused { code, .. } if code == "refused"));
@@ -134,7 +134,7 @@ async fn a_looping_plugin_does_not_block_the_scheduler() {
     let healthy: Router = load(&runtime, &bundle("router")).await;
     let spin = tokio::spawn(async move {
         spinning
-            .route(&envelope("loop"), &caller(), &[])
+            .route(&request(envelope("loop"), &[]))
             .await
             .unwrap_err()
             .failure
@@ -143,7 +143,7 @@ async fn a_looping_plugin_does_not_block_the_scheduler() {
     let mut served_while_spinning = 0;
     while !spin.is_finished() {
         healthy
-            .route(&envelope("gpt"), &caller(), &[channel("a", 0, 1)])
+            .route(&request(envelope("gpt"), &[channel("a", 0, 1)]))
             .await
             .unwrap();
         served_while_spinning += 1;
@@ -171,11 +171,10 @@ async fn concurrent_calls_from_many_tasks_fail_and_succeed_independently() {
             };
             tokio::spawn(async move {
                 let result = router
-                    .route(
-                        &envelope(model),
-                        &caller(),
+                    .route(&request(
+                        envelope(model),
                         &[channel("a", 0, 1), channel("b", 0, 1)],
-                    )
+                    ))
                     .await;
                 (model, result)
             })

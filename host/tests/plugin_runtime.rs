@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bundle, caller, channel, envelope, load, runtime};
+use common::{bundle, channel, envelope, load, request, runtime};
 use sluice::plugins::bindings::{Direction, ErrorResponse, PriceTable, Usage, Verdict};
 use sluice::plugins::{
     Bundle, Failure, LoadError, Manifest, Origin, Pricing, RequestText, Risk, Router, Runtime,
@@ -22,13 +22,13 @@ async fn builtin_router_orders_every_candidate_by_tier() {
         channel("main-b", 10, 1),
     ];
     let order = router
-        .route(&envelope("gpt"), &caller(), &candidates)
+        .route(&request(envelope("gpt"), &candidates))
         .await
         .unwrap();
     assert_eq!(order.len(), 3);
     assert_eq!(order[2], 0, "the lower tier comes last: {order:?}");
     let again = router
-        .route(&envelope("gpt"), &caller(), &candidates)
+        .route(&request(envelope("gpt"), &candidates))
         .await
         .unwrap();
     assert_eq!(order, again, "the same seed gives the same order");
@@ -61,7 +61,7 @@ async fn builtin_risk_reads_the_request_text_only_when_it_needs_it() {
 
     let allow_all: Risk = load(&runtime, &bundle("risk")).await;
     let verdict = allow_all
-        .check(&envelope("gpt"), &caller(), text.clone())
+        .check(&request(envelope("gpt"), &[]), text.clone())
         .await
         .unwrap();
     assert!(matches!(verdict, Verdict::Allow(_)));
@@ -77,7 +77,7 @@ status = 451"#,
     )
     .await;
     let Verdict::Deny(denial) = by_terms
-        .check(&envelope("gpt"), &caller(), text.clone())
+        .check(&request(envelope("gpt"), &[]), text.clone())
         .await
         .unwrap()
     else {
@@ -95,7 +95,7 @@ status = 451"#,
     )
     .await;
     let verdict = by_user
-        .check(&envelope("gpt"), &caller(), text.clone())
+        .check(&request(envelope("gpt"), &[]), text.clone())
         .await
         .unwrap();
     assert!(matches!(verdict, Verdict::Deny(d) if d.status == 403 && d.code == "access_denied"));
@@ -110,7 +110,7 @@ async fn a_bad_plugin_configuration_is_the_plugins_refusal_not_a_fault() {
         asked: AtomicUsize::new(0),
     });
     let error = risk
-        .check(&envelope("gpt"), &caller(), text)
+        .check(&request(envelope("gpt"), &[]), text)
         .await
         .unwrap_err();
     assert!(
@@ -141,7 +141,7 @@ async fn builtin_pricing_charges_integer_units() {
     };
     assert_eq!(
         pricing
-            .price(&envelope("gpt"), &caller(), usage, prices)
+            .price(&request(envelope("gpt"), &[]), usage, prices)
             .await
             .unwrap(),
         2220
@@ -176,14 +176,14 @@ async fn example_offpeak_pricing_discounts_by_the_admission_time() {
     // The bundle's window is 22:00–06:00 at UTC+8: 15:00 UTC is 23:00 there.
     assert_eq!(
         pricing
-            .price(&at(15), &caller(), usage, prices)
+            .price(&request(at(15), &[]), usage, prices)
             .await
             .unwrap(),
         600
     );
     assert_eq!(
         pricing
-            .price(&at(4), &caller(), usage, prices)
+            .price(&request(at(4), &[]), usage, prices)
             .await
             .unwrap(),
         1000
@@ -201,12 +201,12 @@ async fn example_batch_router_sends_batch_traffic_to_the_cheapest_channel() {
     let mut batch = envelope("gpt");
     batch.tags.push("batch".into());
     assert_eq!(
-        router.route(&batch, &caller(), &candidates).await.unwrap(),
+        router.route(&request(batch, &candidates)).await.unwrap(),
         vec![1, 0]
     );
     assert_eq!(
         router
-            .route(&envelope("gpt"), &caller(), &candidates)
+            .route(&request(envelope("gpt"), &candidates))
             .await
             .unwrap(),
         vec![0, 1]
@@ -349,7 +349,7 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
     assert_eq!(loaded.origin, Origin::Cached);
     let router = Router::try_from(loaded.plugin).unwrap();
     let order = router
-        .route(&envelope("gpt"), &caller(), &[channel("a", 0, 1)])
+        .route(&request(envelope("gpt"), &[channel("a", 0, 1)]))
         .await
         .unwrap();
     assert_eq!(order, vec![0]);
@@ -403,7 +403,7 @@ async fn plugins_see_no_environment_files_clock_or_network() {
     let runtime = runtime();
     let router: Router = load(&runtime, &bundle("faulty-router")).await;
     let error = router
-        .route(&envelope("probe"), &caller(), &[])
+        .route(&request(envelope("probe"), &[]))
         .await
         .unwrap_err();
     let Failure::Refused { message, .. } = &error.failure else {
@@ -417,11 +417,38 @@ async fn a_plugin_reads_its_own_configuration_as_json() {
     let runtime = runtime();
     let router: Router = load(&runtime, &bundle("faulty-router")).await;
     let error = router
-        .route(&envelope("config"), &caller(), &[])
+        .route(&request(envelope("config"), &[]))
         .await
         .unwrap_err();
     assert!(
         matches!(&error.failure, Failure::Refused { code, message } if code == "config" && message == r#"{"greeting":"hello"}"#),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_reads_every_field_of_the_request_it_is_lent() {
+    let runtime = runtime();
+    let router: Router = load(&runtime, &bundle("faulty-router")).await;
+    let mut envelope = envelope("fault/request");
+    envelope.stream = true;
+    envelope.tags = vec!["batch".into(), "vip".into()];
+    let mut fast = channel("fast", 5, 3);
+    fast.latency_ms = Some(120);
+    fast.tags = vec!["eu".into()];
+    fast.protocol = "anthropic-messages".into();
+    let error = router
+        .route(&request(envelope, &[fast, channel("slow", 0, 1)]))
+        .await
+        .unwrap_err();
+    let Failure::Refused { message, .. } = &error.failure else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        message,
+        "model=fault/request stream=true max=Some(256) prompt=42 protocol=openai-chat \
+         tags=batch+vip at=1764000000000 seed=7 caller=acme/alice/default/key-1 \
+         candidates=3/5/Some(120),1/0/None \
+         channels=fast/anthropic-messages/eu,slow/openai-chat/,none"
     );
 }

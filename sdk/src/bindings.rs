@@ -11,8 +11,8 @@ pub mod common {
         inline: "
             package sluice:sdk;
             world common {
-                import sluice:plugin/types@0.3.0;
-                import sluice:plugin/host@0.3.0;
+                import sluice:plugin/types@0.4.0;
+                import sluice:plugin/host@0.4.0;
             }
         ",
         path: "../wit",
@@ -35,8 +35,8 @@ macro_rules! world_bindings {
                 export_macro_name: $export_macro,
                 default_bindings_module: $bindings_path,
                 with: {
-                    "sluice:plugin/types@0.3.0": crate::bindings::types,
-                    "sluice:plugin/host@0.3.0": crate::bindings::host,
+                    "sluice:plugin/types@0.4.0": crate::bindings::types,
+                    "sluice:plugin/host@0.4.0": crate::bindings::host,
                 },
             });
         }

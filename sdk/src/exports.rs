@@ -43,12 +43,10 @@ macro_rules! export_router {
             struct Export;
             impl wit::Guest for Export {
                 fn route(
-                    request: $crate::Envelope,
-                    who: $crate::Caller,
-                    candidates: ::std::vec::Vec<$crate::ChannelCandidate>,
+                    request: &$crate::bindings::types::Request,
                 ) -> ::std::result::Result<::std::vec::Vec<u32>, $crate::PluginError> {
                     $crate::__private::with_plugin(&PLUGIN, <$plugin as $crate::Router>::new, |p| {
-                        $crate::Router::route(p, &request, &who, &candidates)
+                        $crate::Router::route(p, &$crate::Request::from_host(request))
                     })
                 }
             }
@@ -70,11 +68,14 @@ macro_rules! export_risk {
             struct Export;
             impl wit::Guest for Export {
                 fn check(
-                    request: $crate::Envelope,
-                    who: $crate::Caller,
+                    request: &$crate::bindings::types::Request,
                 ) -> ::std::result::Result<$crate::Verdict, $crate::PluginError> {
                     $crate::__private::with_plugin(&PLUGIN, <$plugin as $crate::Risk>::new, |p| {
-                        $crate::Risk::check(p, &request, &who, &$crate::RequestContent::from_host())
+                        $crate::Risk::check(
+                            p,
+                            &$crate::Request::from_host(request),
+                            &$crate::RequestContent::from_host(),
+                        )
                     })
                 }
             }
@@ -96,13 +97,12 @@ macro_rules! export_pricing {
             struct Export;
             impl wit::Guest for Export {
                 fn price(
-                    request: $crate::Envelope,
-                    who: $crate::Caller,
+                    request: &$crate::bindings::types::Request,
                     used: $crate::Usage,
                     prices: $crate::PriceTable,
                 ) -> ::std::result::Result<u64, $crate::PluginError> {
                     $crate::__private::with_plugin(&PLUGIN, <$plugin as $crate::Pricing>::new, |p| {
-                        $crate::Pricing::price(p, &request, &who, &used, &prices)
+                        $crate::Pricing::price(p, &$crate::Request::from_host(request), &used, &prices)
                     })
                 }
             }

@@ -4,7 +4,7 @@
 //! [`Risk`], [`Pricing`], [`Translator`]) and one export macro call:
 //!
 //! ```
-//! use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
+//! use sluice_sdk::{Config, PluginError, Request, Router};
 //!
 //! struct FirstChannel;
 //!
@@ -13,8 +13,8 @@
 //!         Ok(FirstChannel)
 //!     }
 //!
-//!     fn route(&self, _: &Envelope, _: &Caller, candidates: &[ChannelCandidate]) -> Result<Vec<u32>, PluginError> {
-//!         Ok((0..candidates.len() as u32).collect())
+//!     fn route(&self, request: &Request) -> Result<Vec<u32>, PluginError> {
+//!         Ok((0..request.candidates().len() as u32).collect())
 //!     }
 //! }
 //!
@@ -30,6 +30,10 @@
 //! the first call. The host may keep an instance warm for many calls, one at
 //! a time, or give each call a fresh one: keep no state that must survive,
 //! and no state that one caller could leak to the next.
+//!
+//! A [`Request`] fetches each field from the host when the plugin first
+//! reads it, so a plugin that reads little costs little; unit tests build
+//! one from given values with [`Request::given`].
 
 // The generated bindings name their runtime by absolute path, which must
 // also resolve inside this crate.
@@ -42,6 +46,7 @@ mod exports;
 pub mod json;
 pub mod log;
 pub mod ratio;
+mod request;
 pub mod seeded;
 pub mod sse;
 
@@ -50,8 +55,9 @@ pub use bindings::risk::exports::sluice::plugin::risk::{Denial, Verdict};
 pub use bindings::translator::exports::sluice::plugin::translator::{
     CredentialPlacement, Direction, ErrorResponse, StreamEnd, UpstreamRequest,
 };
-pub use bindings::types::{Caller, ChannelCandidate, Envelope, PluginError, Usage};
+pub use bindings::types::{Caller, Channel, ChannelCandidate, PluginError, Usage};
 pub use config::Config;
+pub use request::{Candidate, Envelope, Request};
 
 impl PluginError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -62,13 +68,7 @@ impl PluginError {
     }
 }
 
-impl Envelope {
-    pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
-    }
-}
-
-impl ChannelCandidate {
+impl Channel {
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
@@ -79,13 +79,9 @@ pub trait Router: Sized + 'static {
     /// Builds the plugin from its configuration, once per instance.
     fn new(config: Config) -> Result<Self, PluginError>;
 
-    /// Indices into `candidates`, most preferred first, each at most once.
-    fn route(
-        &self,
-        request: &Envelope,
-        caller: &Caller,
-        candidates: &[ChannelCandidate],
-    ) -> Result<Vec<u32>, PluginError>;
+    /// Indices into `request.candidates()`, most preferred first, each at
+    /// most once.
+    fn route(&self, request: &Request) -> Result<Vec<u32>, PluginError>;
 }
 
 /// Admits or refuses a request.
@@ -93,13 +89,8 @@ pub trait Risk: Sized + 'static {
     fn new(config: Config) -> Result<Self, PluginError>;
 
     /// `content` gives the request's text, fetched from the host only if
-    /// asked for: checks that need only the envelope stay cheap.
-    fn check(
-        &self,
-        request: &Envelope,
-        caller: &Caller,
-        content: &RequestContent,
-    ) -> Result<Verdict, PluginError>;
+    /// asked for: checks that need only the request's fields stay cheap.
+    fn check(&self, request: &Request, content: &RequestContent) -> Result<Verdict, PluginError>;
 }
 
 /// Turns usage into an integer charge.
@@ -108,8 +99,7 @@ pub trait Pricing: Sized + 'static {
 
     fn price(
         &self,
-        request: &Envelope,
-        caller: &Caller,
+        request: &Request,
         usage: &Usage,
         prices: &PriceTable,
     ) -> Result<u64, PluginError>;

@@ -1,5 +1,5 @@
 //! Reproducible randomness from the host's per-request seed
-//! (`Envelope::seed`), so a recorded call replays to the same answer.
+//! (`Request::seed`), so a recorded call replays to the same answer.
 
 /// SplitMix64: tiny, fast, and good enough for spreading traffic.
 #[derive(Clone, Debug)]

@@ -20,7 +20,8 @@
 mod estimate;
 pub mod replay;
 
-use crate::plugins::bindings::{Caller, ChannelCandidate, Envelope, PriceTable, Usage};
+use crate::plugins::bindings::{PriceTable, Usage};
+use crate::plugins::{Candidate, PolicyRequest};
 use crate::plugins::{Chain, Pricing, Translator};
 use crate::server::error::ApiError;
 use crate::store::calls::CallRecord;
@@ -86,14 +87,14 @@ pub struct Ticket {
     /// The operator's, when `pricing` is the tenant's own.
     operator_pricing: Option<Pricing>,
     request_id: String,
-    caller: Caller,
-    envelope: Envelope,
+    /// What pricing is shown: the request as admitted.
+    request: Arc<PolicyRequest>,
     prices: PriceTable,
     /// The canonical request, to count its prompt should the upstream not.
     canonical: Bytes,
     protocol: &'static str,
     /// The router's candidates and the channels in the order it chose.
-    route: Option<(Vec<ChannelCandidate>, Vec<String>)>,
+    route: Option<(Vec<Candidate>, Vec<String>)>,
     settled: bool,
 }
 
@@ -158,17 +159,16 @@ impl Billing {
     }
 
     /// Estimates the call's cost and holds it, or refuses the call.
-    #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         self: &Arc<Self>,
         chain: &Chain,
         request_id: &str,
-        caller: &Caller,
         group_ratio: i64,
-        envelope: &Envelope,
+        request: &Arc<PolicyRequest>,
         protocol: &'static str,
         canonical: Bytes,
     ) -> Result<Ticket, ApiError> {
+        let (envelope, caller) = (&request.envelope, &request.caller);
         let price = price_for(&self.prices.load(), &envelope.model)
             .cloned()
             .ok_or_else(|| ApiError::model_not_priced(&envelope.model))?;
@@ -196,8 +196,7 @@ impl Billing {
             pricing: chain.pricing.clone(),
             operator_pricing: chain.operator_pricing.clone(),
             request_id: request_id.to_string(),
-            caller: caller.clone(),
-            envelope: envelope.clone(),
+            request: request.clone(),
             prices,
             canonical,
             protocol,
@@ -240,7 +239,7 @@ impl Billing {
 
 impl Ticket {
     /// Records what the router was given and chose, for dry runs.
-    pub fn record_route(&mut self, candidates: Vec<ChannelCandidate>, order: Vec<String>) {
+    pub fn record_route(&mut self, candidates: Vec<Candidate>, order: Vec<String>) {
         self.route = Some((candidates, order));
     }
 
@@ -248,8 +247,8 @@ impl Ticket {
     fn replay(&mut self) -> String {
         let (candidates, route) = self.route.take().unwrap_or_default();
         let replay = replay::Replay {
-            envelope: self.envelope.clone(),
-            caller: self.caller.clone(),
+            envelope: self.request.envelope.clone(),
+            caller: self.request.caller.clone(),
             prices: self.prices,
             candidates,
             route,
@@ -263,13 +262,13 @@ impl Ticket {
         self.settled = true;
         let record = CallRecord {
             request_id: self.request_id.clone(),
-            tenant_id: self.caller.tenant.clone(),
-            user_id: self.caller.user.clone(),
-            key_id: self.caller.key_id.clone(),
+            tenant_id: self.request.caller.tenant.clone(),
+            user_id: self.request.caller.user.clone(),
+            key_id: self.request.caller.key_id.clone(),
             channel: log.channel.clone(),
-            model: self.envelope.model.clone(),
+            model: self.request.envelope.model.clone(),
             protocol: self.protocol.to_string(),
-            stream: self.envelope.stream,
+            stream: self.request.envelope.stream,
             status: log.status,
             ending: log.outcome.to_string(),
             error: log.error.clone(),
@@ -337,7 +336,7 @@ impl Ticket {
     /// the answer. Tokenizing is CPU work, done off the async threads.
     async fn estimate(&self, text: String) -> Usage {
         let canonical = self.canonical.clone();
-        let model = self.envelope.model.clone();
+        let model = self.request.envelope.model.clone();
         tokio::task::spawn_blocking(move || estimate::usage(&model, &canonical, &text))
             .await
             .unwrap_or(Usage {
@@ -365,10 +364,7 @@ impl Ticket {
 /// The charge for `usage` of `ticket`'s call under `pricing`, or the
 /// built-in ratio model's if the plugin faults.
 async fn price(pricing: &Pricing, ticket: &Ticket, usage: Usage) -> u64 {
-    match pricing
-        .price(&ticket.envelope, &ticket.caller, usage, ticket.prices)
-        .await
-    {
+    match pricing.price(&ticket.request, usage, ticket.prices).await {
         Ok(charge) => charge,
         Err(fault) => {
             tracing::warn!(request_id = %ticket.request_id, %fault, "the pricing plugin failed; priced by the built-in ratio model");
@@ -385,12 +381,12 @@ impl Drop for Ticket {
         self.settled = true;
         let record = CallRecord {
             request_id: std::mem::take(&mut self.request_id),
-            tenant_id: self.caller.tenant.clone(),
-            user_id: self.caller.user.clone(),
-            key_id: self.caller.key_id.clone(),
-            model: self.envelope.model.clone(),
+            tenant_id: self.request.caller.tenant.clone(),
+            user_id: self.request.caller.user.clone(),
+            key_id: self.request.caller.key_id.clone(),
+            model: self.request.envelope.model.clone(),
             protocol: self.protocol.to_string(),
-            stream: self.envelope.stream,
+            stream: self.request.envelope.stream,
             ending: "client_gone".into(),
             error: Some("the client left before the answer".into()),
             usage_source: "none".into(),

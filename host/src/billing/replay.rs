@@ -3,15 +3,35 @@
 //! envelope carries the request's seed and admission time, the only inputs
 //! a plugin may draw randomness or time from, so a replay is deterministic.
 
-use crate::plugins::bindings::{Caller, ChannelCandidate, Envelope, PriceTable};
+use crate::plugins::bindings::{Caller, PriceTable};
+use crate::plugins::{Candidate, Envelope, PolicyRequest};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Replay {
     pub envelope: Envelope,
     pub caller: Caller,
     pub prices: PriceTable,
-    pub candidates: Vec<ChannelCandidate>,
+    pub candidates: Vec<Candidate>,
     /// The channel names in the order the router chose.
     pub route: Vec<String>,
+}
+
+impl Replay {
+    /// The request as the router was shown it.
+    pub fn routed(&self) -> Arc<PolicyRequest> {
+        Arc::new(PolicyRequest {
+            candidates: self.candidates.clone(),
+            ..PolicyRequest::new(self.envelope.clone(), self.caller.clone())
+        })
+    }
+
+    /// The request as pricing was shown it.
+    pub fn priced(&self) -> Arc<PolicyRequest> {
+        Arc::new(PolicyRequest::new(
+            self.envelope.clone(),
+            self.caller.clone(),
+        ))
+    }
 }

@@ -9,8 +9,8 @@ use super::inbound::Inbound;
 use super::stream::{FirstOutput, RelayStream, Road};
 use crate::auth::ApiKey;
 use crate::billing::Delivered;
-use crate::plugins::bindings::{Envelope, ErrorResponse, Usage, Verdict};
-use crate::plugins::{Chain, Translator};
+use crate::plugins::bindings::{ErrorResponse, Usage, Verdict};
+use crate::plugins::{Chain, Envelope, PolicyRequest, Translator};
 use crate::protocol::CANONICAL;
 use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
@@ -100,11 +100,17 @@ async fn serve(
     if channels.is_empty() {
         return Err(ApiError::model_not_found(&chat.model));
     }
-    let mut envelope = envelope(&chat, &key, inbound);
+    let mut request = Arc::new(PolicyRequest::new(
+        envelope(&chat, &key, inbound),
+        key.caller.clone(),
+    ));
 
     let text = Arc::new(MessageText(chat.body.clone()));
-    match chain.risk.check(&envelope, &key.caller, text).await {
-        Ok(Verdict::Allow(tags)) => envelope.tags.extend(tags),
+    match chain.risk.check(&request, text).await {
+        Ok(Verdict::Allow(tags)) if !tags.is_empty() => {
+            Arc::make_mut(&mut request).envelope.tags.extend(tags)
+        }
+        Ok(Verdict::Allow(_)) => {}
         Ok(Verdict::Deny(denial)) => return Err(ApiError::denied(denial)),
         Err(fault) => return Err(ApiError::plugin(&fault)),
     }
@@ -116,9 +122,8 @@ async fn serve(
                 .admit(
                     &chain,
                     &book.log.request_id,
-                    &key.caller,
                     key.group_ratio,
-                    &envelope,
+                    &request,
                     inbound.protocol(),
                     canonical.clone(),
                 )
@@ -126,10 +131,10 @@ async fn serve(
         );
     }
 
-    let candidates: Vec<_> = channels.iter().map(|c| c.candidate()).collect();
+    Arc::make_mut(&mut request).candidates = channels.iter().map(|c| c.candidate()).collect();
     let order = chain
         .router
-        .route(&envelope, &key.caller, &candidates)
+        .route(&request)
         .await
         .map_err(|fault| ApiError::plugin(&fault))?;
     if order.is_empty() {
@@ -137,7 +142,7 @@ async fn serve(
     }
     if let Some(ticket) = &mut book.ticket {
         let route = order.iter().map(|&i| channels[i].name.clone()).collect();
-        ticket.record_route(candidates, route);
+        ticket.record_route(request.candidates.clone(), route);
     }
 
     let call = Call {

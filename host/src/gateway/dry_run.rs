@@ -6,7 +6,8 @@
 use super::Gateway;
 use super::plugins::within;
 use crate::billing::replay::Replay;
-use crate::plugins::bindings::{ChannelCandidate, Usage};
+use crate::plugins::Candidate;
+use crate::plugins::bindings::Usage;
 use crate::plugins::{Bundle, LoadedPlugin, Pricing, Router};
 use crate::store::calls::RecordedCall;
 use crate::store::delegation::PluginLimits;
@@ -152,7 +153,7 @@ async fn replay_routes(
         let (router, replay) = (router.clone(), replay.clone());
         async move {
             router
-                .route(&replay.envelope, &replay.caller, &replay.candidates)
+                .route(&replay.routed())
                 .await
                 .map(|order| names(&order, &replay.candidates))
         }
@@ -191,7 +192,7 @@ async fn replay_routes(
     report.routing = Some(changes);
 }
 
-fn names(order: &[usize], candidates: &[ChannelCandidate]) -> Vec<String> {
+fn names(order: &[usize], candidates: &[Candidate]) -> Vec<String> {
     order.iter().map(|&i| candidates[i].name.clone()).collect()
 }
 
@@ -217,14 +218,14 @@ async fn replay_prices(
         };
         report.calls += 1;
         changes.charged_calls += 1;
-        let (envelope, caller, prices) = (&replay.envelope, &replay.caller, replay.prices);
+        let (request, prices) = (replay.priced(), replay.prices);
         // As a live call would be: the ratio model if the active plugin faults.
         let before = active
-            .price(envelope, caller, usage, prices)
+            .price(&request, usage, prices)
             .await
             .unwrap_or_else(|_| crate::billing::ratio_charge(usage, replay.prices));
         let before = i64::try_from(before).unwrap_or(i64::MAX);
-        match new.price(envelope, caller, usage, prices).await {
+        match new.price(&request, usage, prices).await {
             Err(error) => {
                 report.faults += 1;
                 note(

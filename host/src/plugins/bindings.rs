@@ -1,6 +1,6 @@
 //! Host-side bindings to the plugin worlds in `wit/`. Every world shares
 //! the `types` and `host` interfaces generated for the router world, so one
-//! `Envelope` type serves every kind.
+//! `Caller` type serves every kind.
 
 mod router {
     // Serializable, so a call's inputs are recorded for dry runs.
@@ -46,7 +46,9 @@ pub use pricing::{PricingPlugin, PricingPluginPre};
 pub use risk::exports::sluice::plugin::risk::{Denial, Verdict};
 pub use risk::sluice::plugin::request_content;
 pub use risk::{RiskPlugin, RiskPluginPre};
-pub use router::sluice::plugin::types::{Caller, ChannelCandidate, Envelope, PluginError, Usage};
+pub use router::sluice::plugin::types::{
+    Caller, Channel, ChannelCandidate, PluginError, Request, Usage,
+};
 pub use router::sluice::plugin::{host, types};
 pub use router::{RouterPlugin, RouterPluginPre};
 pub use translator::exports::sluice::plugin::translator::{

@@ -50,7 +50,7 @@ impl PluginKind {
 
     /// The WIT interface a component of this kind exports.
     pub fn export_interface(self) -> String {
-        format!("sluice:plugin/{}@0.3.0", self.as_str())
+        format!("sluice:plugin/{}@0.4.0", self.as_str())
     }
 }
 

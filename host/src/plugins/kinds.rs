@@ -2,13 +2,13 @@
 //! answer checked against the contract before it is believed.
 
 use super::bindings::{
-    Caller, ChannelCandidate, CredentialPlacement, Direction, Envelope, ErrorResponse, PriceTable,
-    PricingPlugin, RiskPlugin, RouterPlugin, StreamEnd, TranslatorPlugin, UpstreamRequest, Usage,
-    Verdict,
+    CredentialPlacement, Direction, ErrorResponse, PriceTable, PricingPlugin, RiskPlugin,
+    RouterPlugin, StreamEnd, TranslatorPlugin, UpstreamRequest, Usage, Verdict,
 };
 use super::bundle::PluginId;
 use super::fault::CallError;
 use super::pool::{Instance, Pool, World};
+use super::request::{PolicyRequest, lent};
 use super::state::RequestText;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -102,21 +102,18 @@ const MAX_TEXT: usize = 1024;
 const MAX_TAGS: usize = 32;
 
 impl Plugin<RouterPlugin> {
-    /// The candidates' indices in the order to try them.
-    pub async fn route(
-        &self,
-        request: &Envelope,
-        caller: &Caller,
-        candidates: &[ChannelCandidate],
-    ) -> Result<Vec<usize>, CallError> {
+    /// The indices of `request.candidates` in the order to try them.
+    pub async fn route(&self, request: &Arc<PolicyRequest>) -> Result<Vec<usize>, CallError> {
         let mut lease = self.pool.lease().await?;
         let instance = lease.armed();
+        instance.store.data_mut().request = Some(request.clone());
         let result = instance
             .bindings
             .sluice_plugin_router()
-            .call_route(&mut instance.store, request, caller, candidates)
+            .call_route(&mut instance.store, lent())
             .await;
-        lease.settle(result, |order| check_order(order, candidates.len()))
+        let candidates = request.candidates.len();
+        lease.settle(result, |order| check_order(order, candidates))
     }
 }
 
@@ -143,17 +140,18 @@ impl Plugin<RiskPlugin> {
     /// Admits or refuses a request; `text` is extracted only if asked for.
     pub async fn check(
         &self,
-        request: &Envelope,
-        caller: &Caller,
+        request: &Arc<PolicyRequest>,
         text: Arc<dyn RequestText>,
     ) -> Result<Verdict, CallError> {
         let mut lease = self.pool.lease().await?;
         let instance = lease.armed();
-        instance.store.data_mut().request_text = Some(text);
+        let state = instance.store.data_mut();
+        state.request = Some(request.clone());
+        state.request_text = Some(text);
         let result = instance
             .bindings
             .sluice_plugin_risk()
-            .call_check(&mut instance.store, request, caller)
+            .call_check(&mut instance.store, lent())
             .await;
         lease.settle(result, check_verdict)
     }
@@ -200,17 +198,17 @@ impl Plugin<PricingPlugin> {
     /// The charge for `usage`, in integer quota units.
     pub async fn price(
         &self,
-        request: &Envelope,
-        caller: &Caller,
+        request: &Arc<PolicyRequest>,
         usage: Usage,
         prices: PriceTable,
     ) -> Result<u64, CallError> {
         let mut lease = self.pool.lease().await?;
         let instance = lease.armed();
+        instance.store.data_mut().request = Some(request.clone());
         let result = instance
             .bindings
             .sluice_plugin_pricing()
-            .call_price(&mut instance.store, request, caller, usage, prices)
+            .call_price(&mut instance.store, lent(), usage, prices)
             .await;
         lease.settle(result, Ok)
     }

@@ -164,6 +164,7 @@ impl<W: World> Pool<W> {
             return;
         }
         let state = instance.store.data_mut();
+        state.request = None;
         state.request_text = None;
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < self.settings.warm_idle {

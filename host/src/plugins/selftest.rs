@@ -20,9 +20,10 @@
 //! and expects `body` (compared as JSON) and, for upstream requests,
 //! `path`. Any test may expect `error`, the code the plugin refuses with.
 
-use super::bindings::{Caller, ChannelCandidate, Envelope, PriceTable, Usage, Verdict};
+use super::bindings::{Caller, PriceTable, Usage, Verdict};
 use super::fault::{CallError, Failure};
 use super::kinds::LoadedPlugin;
+use super::request::{Candidate, Envelope, PolicyRequest};
 use super::state::RequestText;
 use crate::store::prices::ratio;
 use serde::Deserialize;
@@ -211,37 +212,35 @@ enum Answer {
 impl SelfTest {
     async fn run(&self, plugin: &LoadedPlugin) -> Result<Answer, String> {
         let envelope = self.envelope();
-        let caller = self.caller();
+        let request = Arc::new(PolicyRequest::new(envelope.clone(), self.caller()));
         let answer = match plugin {
             LoadedPlugin::Router(router) => {
                 if self.candidates.is_empty() {
                     return Err("a router test needs `candidates`".into());
                 }
-                let candidates: Vec<_> = self.candidates.iter().map(candidate).collect();
-                router
-                    .route(&envelope, &caller, &candidates)
-                    .await
-                    .map(|order| {
-                        Answer::Order(
-                            order
-                                .into_iter()
-                                .map(|i| self.candidates[i].name.clone())
-                                .collect(),
-                        )
-                    })
+                let request = Arc::new(PolicyRequest {
+                    candidates: self.candidates.iter().map(candidate).collect(),
+                    ..(*request).clone()
+                });
+                router.route(&request).await.map(|order| {
+                    Answer::Order(
+                        order
+                            .into_iter()
+                            .map(|i| self.candidates[i].name.clone())
+                            .collect(),
+                    )
+                })
             }
             LoadedPlugin::Risk(risk) => {
                 let text = Arc::new(FixedText(self.text.clone()));
-                risk.check(&envelope, &caller, text)
-                    .await
-                    .map(Answer::Verdict)
+                risk.check(&request, text).await.map(Answer::Verdict)
             }
             LoadedPlugin::Pricing(pricing) => {
                 let (Some(usage), Some(prices)) = (&self.usage, &self.prices) else {
                     return Err("a pricing test needs `usage` and `prices`".into());
                 };
                 pricing
-                    .price(&envelope, &caller, usage_of(usage), price_table(prices))
+                    .price(&request, usage_of(usage), price_table(prices))
                     .await
                     .map(Answer::Charge)
             }
@@ -367,8 +366,8 @@ fn same_json(expected: &[u8], got: &[u8]) -> bool {
     }
 }
 
-fn candidate(input: &CandidateInput) -> ChannelCandidate {
-    ChannelCandidate {
+fn candidate(input: &CandidateInput) -> Candidate {
+    Candidate {
         name: input.name.clone(),
         protocol: input.protocol.clone(),
         weight: input.weight,

@@ -2,6 +2,7 @@
 
 use super::bindings::{host, request_content, types};
 use super::bundle::PluginId;
+use super::request::PolicyRequest;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -23,6 +24,8 @@ pub struct PluginState {
     pub(super) memory: MemoryCap,
     /// Epoch ticks this call may still run for; see `Runtime::arm_deadline`.
     pub(super) ticks_left: u64,
+    /// The request lent to the policy call in progress.
+    pub(super) request: Option<Arc<PolicyRequest>>,
     pub(super) request_text: Option<Arc<dyn RequestText>>,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -35,6 +38,7 @@ impl PluginState {
             config_json,
             memory: MemoryCap::new(memory_limit),
             ticks_left: 0,
+            request: None,
             request_text: None,
             wasi: sandboxed_wasi(),
             table: ResourceTable::new(),
@@ -44,7 +48,7 @@ impl PluginState {
 
 /// WASI with nothing granted: no files, environment, arguments, network or
 /// standard streams, and clocks frozen at zero, so any time-dependent logic
-/// must read the envelope's `received-at-ms` and stays replayable. The
+/// must read the request's `received-at-ms` and stays replayable. The
 /// guest's standard library still imports these interfaces, so they must
 /// exist.
 fn sandboxed_wasi() -> WasiCtx {

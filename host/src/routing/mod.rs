@@ -1,7 +1,7 @@
 //! The channels a request may go to.
 
 use crate::config::model_matches;
-use crate::plugins::bindings::ChannelCandidate;
+use crate::plugins::Candidate;
 use crate::store::channels::ChannelSpec;
 use crate::upstream::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,8 +55,8 @@ impl Channel {
         self.model_map.get(model).map_or(model, String::as_str)
     }
 
-    pub fn candidate(&self) -> ChannelCandidate {
-        ChannelCandidate {
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
             name: self.name.clone(),
             protocol: self.protocol.clone(),
             weight: self.weight,

@@ -2,8 +2,10 @@
 //! produced, and requests to call them with.
 #![allow(dead_code)]
 
-use sluice::plugins::bindings::{Caller, ChannelCandidate, Envelope};
-use sluice::plugins::{Bundle, Loaded, LoadedPlugin, Runtime, RuntimeConfig};
+use sluice::plugins::bindings::Caller;
+use sluice::plugins::{
+    Bundle, Candidate, Envelope, Loaded, LoadedPlugin, PolicyRequest, Runtime, RuntimeConfig,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,8 +50,8 @@ pub fn caller() -> Caller {
     }
 }
 
-pub fn channel(name: &str, priority: i32, weight: u32) -> ChannelCandidate {
-    ChannelCandidate {
+pub fn channel(name: &str, priority: i32, weight: u32) -> Candidate {
+    Candidate {
         name: name.into(),
         protocol: "openai-chat".into(),
         weight,
@@ -57,4 +59,12 @@ pub fn channel(name: &str, priority: i32, weight: u32) -> ChannelCandidate {
         tags: vec![],
         latency_ms: None,
     }
+}
+
+/// `envelope` from `caller()`, with these candidate channels.
+pub fn request(envelope: Envelope, candidates: &[Candidate]) -> Arc<PolicyRequest> {
+    Arc::new(PolicyRequest {
+        candidates: candidates.to_vec(),
+        ..PolicyRequest::new(envelope, caller())
+    })
 }

@@ -1,6 +1,6 @@
 //! The built-in pricing plugin: the ratio model (see `sluice_sdk::ratio`).
 
-use sluice_sdk::{Caller, Config, Envelope, PluginError, PriceTable, Pricing, Usage};
+use sluice_sdk::{Config, PluginError, PriceTable, Pricing, Request, Usage};
 
 struct RatioPricing;
 
@@ -11,8 +11,7 @@ impl Pricing for RatioPricing {
 
     fn price(
         &self,
-        _request: &Envelope,
-        _caller: &Caller,
+        _request: &Request,
         usage: &Usage,
         prices: &PriceTable,
     ) -> Result<u64, PluginError> {

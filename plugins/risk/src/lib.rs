@@ -9,7 +9,7 @@
 //! ```
 
 use serde::Deserialize;
-use sluice_sdk::{Caller, Config, Denial, Envelope, PluginError, RequestContent, Risk, Verdict};
+use sluice_sdk::{Config, Denial, PluginError, Request, RequestContent, Risk, Verdict};
 
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -42,18 +42,12 @@ impl Risk for DenyList {
         Ok(list)
     }
 
-    fn check(
-        &self,
-        request: &Envelope,
-        caller: &Caller,
-        content: &RequestContent,
-    ) -> Result<Verdict, PluginError> {
-        let listed = |list: &[String], value: &str| list.iter().any(|v| v == value);
-        let denied_party = listed(&self.tenants, &caller.tenant)
-            || listed(&self.users, &caller.user)
-            || listed(&self.groups, &caller.group)
-            || listed(&self.keys, &caller.key_id)
-            || listed(&self.models, &request.model);
+    fn check(&self, request: &Request, content: &RequestContent) -> Result<Verdict, PluginError> {
+        let denied_party = listed(&self.tenants, || &request.caller().tenant)
+            || listed(&self.users, || &request.caller().user)
+            || listed(&self.groups, || &request.caller().group)
+            || listed(&self.keys, || &request.caller().key_id)
+            || listed(&self.models, || request.model());
         let denied = denied_party
             || (!self.terms.is_empty() && {
                 let text = content.message_text().to_lowercase();
@@ -79,11 +73,21 @@ impl Risk for DenyList {
     }
 }
 
+/// Whether `value` is in `list`; the value is fetched from the host only
+/// when the list is not empty, so the common configuration reads nothing.
+fn listed<'a>(list: &[String], value: impl FnOnce() -> &'a str) -> bool {
+    !list.is_empty() && {
+        let value = value();
+        list.iter().any(|v| v == value)
+    }
+}
+
 sluice_sdk::export_risk!(DenyList);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::{Caller, Envelope};
 
     fn envelope(model: &str) -> Envelope {
         Envelope {
@@ -111,8 +115,7 @@ mod tests {
         DenyList::new(Config::from_json(config))
             .unwrap()
             .check(
-                &envelope(model),
-                &caller(user),
+                &Request::given(envelope(model), caller(user)),
                 &RequestContent::from_text(text),
             )
             .unwrap()

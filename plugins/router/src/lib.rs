@@ -3,7 +3,7 @@
 //! Every candidate is returned, so the host can fall back down the list.
 
 use sluice_sdk::seeded::{SeededRng, weighted_order};
-use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
+use sluice_sdk::{ChannelCandidate, Config, PluginError, Request, Router};
 
 struct PriorityWeighted;
 
@@ -12,13 +12,8 @@ impl Router for PriorityWeighted {
         Ok(PriorityWeighted)
     }
 
-    fn route(
-        &self,
-        request: &Envelope,
-        _caller: &Caller,
-        candidates: &[ChannelCandidate],
-    ) -> Result<Vec<u32>, PluginError> {
-        Ok(order(request.seed, candidates))
+    fn route(&self, request: &Request) -> Result<Vec<u32>, PluginError> {
+        Ok(order(request.seed(), request.candidates()))
     }
 }
 
@@ -39,24 +34,17 @@ sluice_sdk::export_router!(PriorityWeighted);
 mod tests {
     use super::*;
 
-    fn channel(name: &str, priority: i32, weight: u32) -> ChannelCandidate {
+    fn channel(priority: i32, weight: u32) -> ChannelCandidate {
         ChannelCandidate {
-            name: name.into(),
-            protocol: "openai-chat".into(),
             weight,
             priority,
-            tags: vec![],
             latency_ms: None,
         }
     }
 
     #[test]
     fn higher_tiers_always_come_first() {
-        let candidates = [
-            channel("backup", 0, 100),
-            channel("main-a", 10, 1),
-            channel("main-b", 10, 1),
-        ];
+        let candidates = [channel(0, 100), channel(10, 1), channel(10, 1)];
         for seed in 0..100 {
             let order = order(seed, &candidates);
             assert_eq!(order.len(), 3);
@@ -66,7 +54,7 @@ mod tests {
 
     #[test]
     fn weights_share_traffic_within_a_tier() {
-        let candidates = [channel("a", 0, 1), channel("b", 0, 3)];
+        let candidates = [channel(0, 1), channel(0, 3)];
         let firsts_b = (0..10_000)
             .filter(|&s| order(s, &candidates)[0] == 1)
             .count();

@@ -7,9 +7,11 @@
 //! plugin error); `calls` (reports how many calls this instance served, as
 //! an error whose message is the count); `config` (returns its configuration
 //! the same way); `probe` (reports what of the outside world it can reach:
-//! environment variables, files, the clock, the network). Any other model gets the candidates in their given order.
+//! environment variables, files, the clock, the network); `request` (reports
+//! every field of the request it was lent). Any other model gets the
+//! candidates in their given order.
 
-use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
+use sluice_sdk::{Config, PluginError, Request, Router};
 use std::cell::Cell;
 
 struct FaultyRouter {
@@ -25,16 +27,11 @@ impl Router for FaultyRouter {
         })
     }
 
-    fn route(
-        &self,
-        request: &Envelope,
-        _caller: &Caller,
-        candidates: &[ChannelCandidate],
-    ) -> Result<Vec<u32>, PluginError> {
+    fn route(&self, request: &Request) -> Result<Vec<u32>, PluginError> {
         self.calls.set(self.calls.get() + 1);
-        let fault = request.model.rsplit('/').next().unwrap_or_default();
+        let fault = request.model().rsplit('/').next().unwrap_or_default();
         test_faults::commit(fault);
-        let count = candidates.len() as u32;
+        let count = request.candidates().len() as u32;
         match fault {
             "bad-index" => Ok(vec![count]),
             "duplicate" => Ok(vec![0, 0]),
@@ -42,6 +39,7 @@ impl Router for FaultyRouter {
             "calls" => Err(PluginError::new("calls", self.calls.get().to_string())),
             "config" => Err(PluginError::new("config", self.config.json())),
             "probe" => Err(PluginError::new("probe", probe())),
+            "request" => Err(PluginError::new("request", fields(request))),
             "log" => {
                 sluice_sdk::log::warn("a line from the faulty router");
                 Ok((0..count).collect())
@@ -62,4 +60,36 @@ fn probe() -> String {
         .unwrap_or_default();
     let network = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
     format!("env={env} files={files} clock={clock} network={network}")
+}
+
+fn fields(request: &Request) -> String {
+    let caller = request.caller();
+    let channels: Vec<String> = (0..request.candidates().len() + 1)
+        .map(|i| match request.channel(i) {
+            Some(c) => format!("{}/{}/{}", c.name, c.protocol, c.tags.join("+")),
+            None => "none".into(),
+        })
+        .collect();
+    let figures: Vec<String> = request
+        .candidates()
+        .iter()
+        .map(|c| format!("{}/{}/{:?}", c.weight, c.priority, c.latency_ms))
+        .collect();
+    format!(
+        "model={} stream={} max={:?} prompt={} protocol={} tags={} at={} seed={} caller={}/{}/{}/{} candidates={} channels={}",
+        request.model(),
+        request.stream(),
+        request.max_output_tokens(),
+        request.estimated_prompt_tokens(),
+        request.inbound_protocol(),
+        request.tags().join("+"),
+        request.received_at_ms(),
+        request.seed(),
+        caller.tenant,
+        caller.user,
+        caller.group,
+        caller.key_id,
+        figures.join(","),
+        channels.join(","),
+    )
 }

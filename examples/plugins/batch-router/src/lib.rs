@@ -9,7 +9,7 @@
 //! A channel without a configured cost counts as the most expensive.
 
 use serde::Deserialize;
-use sluice_sdk::{Caller, ChannelCandidate, Config, Envelope, PluginError, Router};
+use sluice_sdk::{Config, PluginError, Request, Router};
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
@@ -23,24 +23,21 @@ impl Router for BatchRouter {
         config.parse()
     }
 
-    fn route(
-        &self,
-        request: &Envelope,
-        _caller: &Caller,
-        candidates: &[ChannelCandidate],
-    ) -> Result<Vec<u32>, PluginError> {
+    fn route(&self, request: &Request) -> Result<Vec<u32>, PluginError> {
+        let candidates = request.candidates();
         let mut order: Vec<u32> = (0..candidates.len() as u32).collect();
-        let channel = |i: &u32| &candidates[*i as usize];
         if request.has_tag("batch") {
-            order.sort_by_key(|i| {
-                self.costs
-                    .get(&channel(i).name)
-                    .copied()
+            // Names are read only here: other traffic needs just the figures.
+            let cost = |i: u32| {
+                request
+                    .channel(i as usize)
+                    .and_then(|c| self.costs.get(&c.name).copied())
                     .unwrap_or(u64::MAX)
-            });
+            };
+            order.sort_by_cached_key(|&i| cost(i));
         } else {
             order.sort_by_key(|i| {
-                let c = channel(i);
+                let c = &candidates[*i as usize];
                 (
                     std::cmp::Reverse(c.priority),
                     c.latency_ms.unwrap_or(u32::MAX),
@@ -56,9 +53,10 @@ sluice_sdk::export_router!(BatchRouter);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::{Caller, Candidate, Envelope};
 
-    fn channel(name: &str, priority: i32, latency_ms: Option<u32>) -> ChannelCandidate {
-        ChannelCandidate {
+    fn channel(name: &str, priority: i32, latency_ms: Option<u32>) -> Candidate {
+        Candidate {
             name: name.into(),
             protocol: "openai-chat".into(),
             weight: 1,
@@ -68,8 +66,8 @@ mod tests {
         }
     }
 
-    fn envelope(tags: &[&str]) -> Envelope {
-        Envelope {
+    fn request(tags: &[&str]) -> Request<'static> {
+        let envelope = Envelope {
             model: "m".into(),
             stream: false,
             max_output_tokens: None,
@@ -78,16 +76,14 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             received_at_ms: 0,
             seed: 0,
-        }
-    }
-
-    fn caller() -> Caller {
-        Caller {
+        };
+        let caller = Caller {
             tenant: "t".into(),
             user: "u".into(),
             group: "g".into(),
             key_id: "k".into(),
-        }
+        };
+        Request::given(envelope, caller).with_candidates(candidates())
     }
 
     fn router() -> BatchRouter {
@@ -97,7 +93,7 @@ mod tests {
         .unwrap()
     }
 
-    fn candidates() -> Vec<ChannelCandidate> {
+    fn candidates() -> Vec<Candidate> {
         vec![
             channel("fast", 10, Some(80)),
             channel("unpriced", 10, Some(20)),
@@ -108,17 +104,13 @@ mod tests {
 
     #[test]
     fn batch_traffic_goes_cheapest_first() {
-        let order = router()
-            .route(&envelope(&["batch"]), &caller(), &candidates())
-            .unwrap();
+        let order = router().route(&request(&["batch"])).unwrap();
         assert_eq!(order, vec![2, 3, 0, 1]);
     }
 
     #[test]
     fn other_traffic_follows_priority_then_latency() {
-        let order = router()
-            .route(&envelope(&["interactive"]), &caller(), &candidates())
-            .unwrap();
+        let order = router().route(&request(&["interactive"])).unwrap();
         assert_eq!(order, vec![1, 0, 3, 2]);
     }
 

@@ -1,6 +1,6 @@
 //! Example pricing: the ratio model, discounted during an off-peak window of
 //! the operator's local day. Plugins have no clock: the time is the
-//! request's admission time from the envelope, so a replay prices the same.
+//! request's admission time, so a replay prices the same.
 //!
 //! ```json
 //! { "start_hour": 22, "end_hour": 6, "utc_offset_minutes": 480, "discount_percent": 40 }
@@ -9,7 +9,7 @@
 //! The window may wrap past midnight (22 → 6 covers 22:00–05:59).
 
 use serde::Deserialize;
-use sluice_sdk::{Caller, Config, Envelope, PluginError, PriceTable, Pricing, Usage};
+use sluice_sdk::{Config, PluginError, PriceTable, Pricing, Request, Usage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,13 +48,12 @@ impl Pricing for OffPeakPricing {
 
     fn price(
         &self,
-        request: &Envelope,
-        _caller: &Caller,
+        request: &Request,
         usage: &Usage,
         prices: &PriceTable,
     ) -> Result<u64, PluginError> {
         let full = sluice_sdk::ratio::charge(usage, prices)?;
-        if !self.is_off_peak(request.received_at_ms) {
+        if !self.is_off_peak(request.received_at_ms()) {
             return Ok(full);
         }
         let kept = u128::from(100 - self.discount_percent);
@@ -68,6 +67,7 @@ sluice_sdk::export_pricing!(OffPeakPricing);
 mod tests {
     use super::*;
     use sluice_sdk::ratio::ONE;
+    use sluice_sdk::{Caller, Envelope};
 
     const HOUR_MS: u64 = 3_600_000;
 
@@ -103,7 +103,9 @@ mod tests {
             group_ratio: ONE,
             per_call: None,
         };
-        plugin.price(&envelope, &caller, &usage, &prices).unwrap()
+        plugin
+            .price(&Request::given(envelope, caller), &usage, &prices)
+            .unwrap()
     }
 
     fn plugin(config: &str) -> OffPeakPricing {
