@@ -4,7 +4,7 @@
 //! nothing for the fields (lowering a string into a guest costs a call into
 //! its allocator).
 
-use super::bindings::{Caller, Channel, ChannelCandidate, types};
+use super::bindings::{Caller, Channel, ChannelCandidate, Request, types};
 use super::state::PluginState;
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Resource;
@@ -26,12 +26,6 @@ pub struct Envelope {
     pub received_at_ms: u64,
     /// The request's random seed.
     pub seed: u64,
-}
-
-impl Envelope {
-    pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
-    }
 }
 
 /// A channel that may serve the request, as routers see it.
@@ -69,8 +63,6 @@ impl PolicyRequest {
 pub(super) fn lent() -> Resource<Request> {
     Resource::new_borrow(0)
 }
-
-pub use super::bindings::Request;
 
 impl PluginState {
     /// The request of the call in progress. Borrowed handles die with their
