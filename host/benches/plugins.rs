@@ -49,10 +49,7 @@ fn request() -> Arc<PolicyRequest> {
             latency_ms: Some(120),
         })
         .collect();
-    Arc::new(PolicyRequest {
-        candidates,
-        ..PolicyRequest::new(envelope, caller)
-    })
+    Arc::new(PolicyRequest::new(envelope, caller).with_candidates(candidates))
 }
 
 fn loading(c: &mut Criterion) {

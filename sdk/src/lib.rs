@@ -31,9 +31,9 @@
 //! a time, or give each call a fresh one: keep no state that must survive,
 //! and no state that one caller could leak to the next.
 //!
-//! A [`Request`] fetches each field from the host when the plugin first
-//! reads it, so a plugin that reads little costs little; unit tests build
-//! one from given values with [`Request::given`].
+//! A [`Request`] fetches a field from the host only when the plugin reads
+//! it, so a plugin that reads little costs little; unit tests build one
+//! from given values with [`Request::given`].
 
 // The generated bindings name their runtime by absolute path, which must
 // also resolve inside this crate.

@@ -1,7 +1,11 @@
-//! The request a policy plugin decides on. In a running gateway each field
-//! is fetched from the host the first time the plugin reads it (a field
-//! never read costs nothing); in a native unit test the plugin author gives
-//! every field up front with [`Request::given`].
+//! The request a policy plugin decides on. In a running gateway a field
+//! never read costs nothing: strings, tags, the caller and the candidate
+//! figures are fetched from the host on first read and kept; numbers on
+//! every read (a host call that lowers no string is cheap); a candidate's
+//! name, protocol and tags ([`Request::channel`]) on every call, so a router
+//! that sorts by them fetches each once (`sort_by_cached_key`). In a native
+//! unit test the plugin author gives every field up front with
+//! [`Request::given`].
 
 use crate::bindings::types::{self, Caller, Channel, ChannelCandidate};
 use std::cell::OnceCell;

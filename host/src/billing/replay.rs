@@ -21,10 +21,10 @@ pub struct Replay {
 impl Replay {
     /// The request as the router was shown it.
     pub fn routed(&self) -> Arc<PolicyRequest> {
-        Arc::new(PolicyRequest {
-            candidates: self.candidates.clone(),
-            ..PolicyRequest::new(self.envelope.clone(), self.caller.clone())
-        })
+        Arc::new(
+            PolicyRequest::new(self.envelope.clone(), self.caller.clone())
+                .with_candidates(self.candidates.clone()),
+        )
     }
 
     /// The request as pricing was shown it.

@@ -142,7 +142,11 @@ async fn serve(
     }
     if let Some(ticket) = &mut book.ticket {
         let route = order.iter().map(|&i| channels[i].name.clone()).collect();
-        ticket.record_route(request.candidates.clone(), route);
+        // The request's last use: its candidates move into the record.
+        ticket.record_route(
+            std::mem::take(&mut Arc::make_mut(&mut request).candidates),
+            route,
+        );
     }
 
     let call = Call {

@@ -6,13 +6,13 @@
 use super::Gateway;
 use super::plugins::within;
 use crate::billing::replay::Replay;
-use crate::plugins::Candidate;
 use crate::plugins::bindings::Usage;
-use crate::plugins::{Bundle, LoadedPlugin, Pricing, Router};
+use crate::plugins::{Bundle, Candidate, LoadedPlugin, PolicyRequest, Pricing, Router};
 use crate::store::calls::RecordedCall;
 use crate::store::delegation::PluginLimits;
 use crate::store::plugins::OPERATOR;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Differences listed by example, at most.
@@ -149,14 +149,11 @@ async fn replay_routes(
     report: &mut DryRunReport,
 ) {
     let mut changes = RoutingChanges::default();
-    let route = |router: &Router, replay: &Replay| {
-        let (router, replay) = (router.clone(), replay.clone());
-        async move {
-            router
-                .route(&replay.routed())
-                .await
-                .map(|order| names(&order, &replay.candidates))
-        }
+    let route = async |router: &Router, request: &Arc<PolicyRequest>| {
+        router
+            .route(request)
+            .await
+            .map(|order| names(&order, &request.candidates))
     };
     for call in recorded {
         let Ok(replay) = serde_json::from_str::<Replay>(&call.replay) else {
@@ -166,10 +163,11 @@ async fn replay_routes(
             continue;
         }
         report.calls += 1;
-        let before = route(active, &replay)
+        let request = replay.routed();
+        let before = route(active, &request)
             .await
             .unwrap_or_else(|e| vec![format!("fault: {}", e.failure)]);
-        match route(new, &replay).await {
+        match route(new, &request).await {
             Err(error) => {
                 report.faults += 1;
                 note(

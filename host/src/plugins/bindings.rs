@@ -1,9 +1,10 @@
 //! Host-side bindings to the plugin worlds in `wit/`. Every world shares
-//! the `types` and `host` interfaces generated for the router world, so one
-//! `Caller` type serves every kind.
+//! the `types` and `host` interfaces generated for the router world: the
+//! `request` resource the host lends must be one type across worlds (the
+//! linker registers it once), and one `Caller` serves every kind.
 
 mod router {
-    // Serializable, so a call's inputs are recorded for dry runs.
+    // Serializable: a call's caller and usage are recorded for dry runs.
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "router-plugin",

@@ -56,6 +56,11 @@ impl PolicyRequest {
             candidates: Vec::new(),
         }
     }
+
+    /// The same request with `candidates`, as a router is shown it.
+    pub fn with_candidates(self, candidates: Vec<Candidate>) -> Self {
+        PolicyRequest { candidates, ..self }
+    }
 }
 
 /// The handle a call lends: the store holds one request at a time, so the

@@ -211,18 +211,15 @@ enum Answer {
 
 impl SelfTest {
     async fn run(&self, plugin: &LoadedPlugin) -> Result<Answer, String> {
-        let envelope = self.envelope();
-        let request = Arc::new(PolicyRequest::new(envelope.clone(), self.caller()));
+        let request = || PolicyRequest::new(self.envelope(), self.caller());
         let answer = match plugin {
             LoadedPlugin::Router(router) => {
                 if self.candidates.is_empty() {
                     return Err("a router test needs `candidates`".into());
                 }
-                let request = Arc::new(PolicyRequest {
-                    candidates: self.candidates.iter().map(candidate).collect(),
-                    ..(*request).clone()
-                });
-                router.route(&request).await.map(|order| {
+                let request =
+                    request().with_candidates(self.candidates.iter().map(candidate).collect());
+                router.route(&Arc::new(request)).await.map(|order| {
                     Answer::Order(
                         order
                             .into_iter()
@@ -233,14 +230,16 @@ impl SelfTest {
             }
             LoadedPlugin::Risk(risk) => {
                 let text = Arc::new(FixedText(self.text.clone()));
-                risk.check(&request, text).await.map(Answer::Verdict)
+                risk.check(&Arc::new(request()), text)
+                    .await
+                    .map(Answer::Verdict)
             }
             LoadedPlugin::Pricing(pricing) => {
                 let (Some(usage), Some(prices)) = (&self.usage, &self.prices) else {
                     return Err("a pricing test needs `usage` and `prices`".into());
                 };
                 pricing
-                    .price(&request, usage_of(usage), price_table(prices))
+                    .price(&Arc::new(request()), usage_of(usage), price_table(prices))
                     .await
                     .map(Answer::Charge)
             }
@@ -261,7 +260,7 @@ impl SelfTest {
                         translator.response_from_canonical(body).await.map(plain)
                     }
                     TranslatorCall::RequestFromCanonical => {
-                        let model = self.model.as_deref().unwrap_or(&envelope.model);
+                        let model = self.model.as_deref().unwrap_or(&self.request.model);
                         translator
                             .request_from_canonical(body, model)
                             .await

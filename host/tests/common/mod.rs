@@ -63,8 +63,5 @@ pub fn channel(name: &str, priority: i32, weight: u32) -> Candidate {
 
 /// `envelope` from `caller()`, with these candidate channels.
 pub fn request(envelope: Envelope, candidates: &[Candidate]) -> Arc<PolicyRequest> {
-    Arc::new(PolicyRequest {
-        candidates: candidates.to_vec(),
-        ..PolicyRequest::new(envelope, caller())
-    })
+    Arc::new(PolicyRequest::new(envelope, caller()).with_candidates(candidates.to_vec()))
 }
