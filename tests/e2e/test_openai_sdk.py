@@ -197,6 +197,28 @@ def test_a_plugin_fault_is_a_500_naming_the_plugin(faulty_gateway):
     assert answer.choices[0].message.content == EXPECTED
 
 
+def test_the_router_reads_the_request_the_gateway_lends_it(faulty_gateway):
+    # `fault/request` makes the faulty router refuse with every field of the
+    # request it was lent, read through the contract's `request` resource.
+    sdk = client(faulty_gateway)
+    for stream in (False, True):
+        error = expect_error(
+            lambda: sdk.chat.completions.create(
+                model="fault/request", messages=MESSAGES, max_tokens=7, stream=stream),
+            openai.BadRequestError, 400, "request")
+        fields = dict(part.split("=", 1) for part in
+                      error.body["message"].removeprefix("plugin faulty-router: ").split(" "))
+        assert fields["model"] == "fault/request"
+        assert fields["stream"] == str(stream).lower()
+        assert fields["max"] == "Some(7)"
+        assert int(fields["prompt"]) > 0
+        assert fields["protocol"] == "openai-chat"
+        assert fields["caller"].startswith("e2e/tester/default/")
+        assert abs(int(fields["at"]) - time.time() * 1000) < 60_000
+        assert fields["candidates"] == "1/0/None"
+        assert fields["channels"] == "demo-channel/openai-chat/,none"
+
+
 def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error(gateway):
     stream = client(gateway).chat.completions.create(model="demo/drop-4", messages=MESSAGES, stream=True)
     received = []
