@@ -682,7 +682,11 @@ fn main() {
         swaps(&tokio, &client, &binary, &upstream.url, dir.path(), seconds);
     }
     if let Some((mut child, _)) = nginx {
-        let _ = child.kill();
+        // SIGTERM: nginx's master stops its workers; SIGKILL would leave
+        // them running, orphaned, after every run.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let _ = child.wait();
     }
 }
