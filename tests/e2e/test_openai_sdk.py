@@ -3,6 +3,7 @@ demo upstream: it must not notice it is not talking to OpenAI."""
 
 import json
 import pathlib
+import socket
 import time
 
 import httpx
@@ -151,6 +152,53 @@ def test_oversized_bodies_are_refused(gateway):
     error = expect_error(lambda: client(gateway).chat.completions.create(model="demo", messages=huge),
                          openai.APIStatusError, 413, "request_too_large")
     assert "65536" in error.body["message"]
+
+
+def exchange(connection, head, body=b""):
+    """Sends one HTTP/1.1 request on `connection` and reads its answer:
+    (status, headers, body)."""
+    connection.sendall(head.encode() + b"\r\n" + body)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        assert chunk, f"the connection closed before an answer: {received!r}"
+        received += chunk
+    raw_head, rest = received.split(b"\r\n\r\n", 1)
+    lines = raw_head.decode().split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
+    while len(rest) < int(headers["content-length"]):
+        chunk = connection.recv(65536)
+        assert chunk, "the connection closed in the middle of an answer"
+        rest += chunk
+    return int(lines[0].split()[1]), headers, rest
+
+
+def test_an_answer_given_before_the_body_is_read_closes_the_connection(gateway):
+    """A refusal that comes before the body is read says `Connection: close`
+    and closes, so a client never sends its next request into a connection
+    the gateway is closing; an answer after the body was read keeps it."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    refused = [
+        (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-wrong\r\n"
+         "Content-Type: application/json\r\nContent-Length: 100\r\n", 401),
+        (f"POST /admin/keys HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-wrong\r\n"
+         "Content-Type: application/json\r\nContent-Length: 100\r\n", 401),
+    ]
+    for head, status in refused:
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            got, headers, body = exchange(connection, head)  # the body is never sent
+            assert got == status and json.loads(body)["error"]["code"], body
+            assert headers.get("connection") == "close", headers
+            assert connection.recv(1) == b"", "the gateway closes the connection after saying so"
+
+    request = json.dumps({"model": "demo", "messages": MESSAGES}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(request)}\r\n")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        for _ in range(3):
+            got, headers, body = exchange(connection, head, request)
+            assert got == 200 and "connection" not in headers, headers
+            assert json.loads(body)["choices"][0]["message"]["content"] == EXPECTED
 
 
 def test_upstream_failures_are_normalized(gateway):

@@ -1,6 +1,7 @@
 //! The HTTP front: routes, request ids, and errors in the client's shape.
 
 pub mod error;
+mod unread;
 
 use crate::config::Config;
 use crate::gateway::{Gateway, Inbound, count_tokens, serve_call};
@@ -154,7 +155,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .nest("/admin", crate::admin::router(gateway.clone()))
         .fallback(unknown)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(exchange))
         .with_state(gateway)
 }
 
@@ -250,6 +251,16 @@ async fn wrong_method(method: axum::http::Method, uri: Uri) -> Response {
         format!("{method} is not supported on {}.", uri.path()),
     )
     .into_response()
+}
+
+/// What every exchange gets, in one layer (each layer costs a boxed
+/// future per request): its request id, and `Connection: close` when its
+/// body was left unread.
+async fn exchange(request: Request, next: Next) -> Response {
+    let (request, read_to_end) = unread::watch(request);
+    let mut response = request_id(request, next).await;
+    read_to_end.settle(&mut response);
+    response
 }
 
 /// Keeps the client's `x-request-id` when it is a sane token, otherwise
