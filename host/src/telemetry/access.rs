@@ -67,7 +67,7 @@ impl AccessLog {
         });
         tracing::info!(
             target: "sluice::access",
-            request_id = %self.request_id,
+            request_id = self.request_id.as_str(),
             protocol = self.protocol,
             tenant = caller.map_or("-", |c| c.tenant.as_str()),
             user = caller.map_or("-", |c| c.user.as_str()),

@@ -3,8 +3,11 @@
 //! per-request access line.
 
 mod access;
+mod line;
 
 pub use access::AccessLog;
+
+use line::Line;
 
 use std::io::{BufWriter, IsTerminal};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -21,14 +24,16 @@ pub fn init() -> WorkerGuard {
         .thread_name("sluice-log")
         .finish(BufWriter::with_capacity(64 << 10, std::io::stderr()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
-    if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
+    let line = if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        Line::Json
     } else {
-        builder.init();
-    }
+        Line::Text
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(line == Line::Text && std::io::stderr().is_terminal())
+        .with_writer(writer)
+        .event_format(line)
+        .init();
     guard
 }
