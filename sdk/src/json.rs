@@ -31,9 +31,17 @@ impl<'a> Object<'a> {
     }
 
     /// Sets `key` to `value`: in place of its first occurrence (dropping
-    /// any repeats), or last when the object has none.
-    pub fn set(&mut self, key: &str, value: &impl Serialize) -> Result<(), serde_json::Error> {
-        let value = Cow::Owned(serde_json::value::to_raw_value(value)?);
+    /// any repeats), or last when the object has none. Whether the object
+    /// changed: not when `key` was there once with the same JSON text, so
+    /// a caller can keep the original bytes instead of writing new ones.
+    pub fn set(&mut self, key: &str, value: &impl Serialize) -> Result<bool, serde_json::Error> {
+        let value: Cow<RawValue> = Cow::Owned(serde_json::value::to_raw_value(value)?);
+        let mut occurrences = self.fields.iter().filter(|(k, _)| k == key);
+        if let (Some((_, held)), None) = (occurrences.next(), occurrences.next())
+            && held.get() == value.get()
+        {
+            return Ok(false);
+        }
         match self.fields.iter().position(|(k, _)| k == key) {
             Some(first) => {
                 self.fields[first].1 = value;
@@ -45,7 +53,7 @@ impl<'a> Object<'a> {
             }
             None => self.fields.push((Cow::Owned(key.to_string()), value)),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Removes every occurrence of `key`; whether there was one.
@@ -129,8 +137,28 @@ mod tests {
 
     fn set_model(json: &str, model: &str) -> String {
         let mut object = Object::parse(json.as_bytes()).unwrap();
-        object.set("model", &model).unwrap();
+        assert!(object.set("model", &model).unwrap());
         String::from_utf8(object.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn setting_the_value_a_field_already_holds_changes_nothing() {
+        let mut object = Object::parse(br#"{"model" : "a\u00e9","n":1}"#).unwrap();
+        assert!(
+            object.set("model", &"a\u{e9}").unwrap(),
+            "the same string, other JSON text"
+        );
+        assert!(!object.set("model", &"a\u{e9}").unwrap());
+        assert_eq!(
+            object.to_vec(),
+            "{\"model\":\"a\u{e9}\",\"n\":1}".as_bytes()
+        );
+        let mut repeated = Object::parse(br#"{"model":"a","model":"a"}"#).unwrap();
+        assert!(
+            repeated.set("model", &"a").unwrap(),
+            "repeats collapse into one"
+        );
+        assert_eq!(repeated.to_vec(), br#"{"model":"a"}"#);
     }
 
     #[test]

@@ -91,8 +91,13 @@ impl Translator for Anthropic {
         headers: &[(String, String)],
     ) -> Result<UpstreamRequest, PluginError> {
         let invalid = |e: serde_json::Error| invalid_request(format!("request body: {e}"));
-        let mut request = Object::parse(&body).map_err(invalid)?;
-        request.set("model", &model).map_err(invalid)?;
+        let edited = {
+            let mut request = Object::parse(&body).map_err(invalid)?;
+            request
+                .set("model", &model)
+                .map_err(invalid)?
+                .then(|| request.to_vec())
+        };
         let mut forwarded: Vec<(String, String)> = headers
             .iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"))
@@ -101,7 +106,7 @@ impl Translator for Anthropic {
         if !forwarded.iter().any(|(name, _)| name == VERSION_HEADER) {
             forwarded.insert(0, (VERSION_HEADER.into(), API_VERSION.into()));
         }
-        Ok(upstream_request(forwarded, request.to_vec()))
+        Ok(upstream_request(forwarded, edited.unwrap_or(body)))
     }
 
     fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {

@@ -44,13 +44,18 @@ impl Translator for OpenAi {
         let invalid = |e: serde_json::Error| {
             PluginError::new("invalid_request", format!("request body: {e}"))
         };
-        let mut request = Object::parse(&body).map_err(invalid)?;
-        request.set("model", &model).map_err(invalid)?;
+        let edited = {
+            let mut request = Object::parse(&body).map_err(invalid)?;
+            request
+                .set("model", &model)
+                .map_err(invalid)?
+                .then(|| request.to_vec())
+        };
         Ok(UpstreamRequest {
             path: "/chat/completions".into(),
             headers: vec![],
             credential: CredentialPlacement::Bearer,
-            body: request.to_vec(),
+            body: edited.unwrap_or(body),
         })
     }
 
@@ -219,6 +224,20 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(bad.code, "invalid_request");
+    }
+
+    #[test]
+    fn a_request_already_naming_the_upstream_model_goes_as_it_came() {
+        let body = br#"{ "model" : "gpt-4o-mini", "messages":[] }"#;
+        let call = OpenAi
+            .request_from_canonical(body.to_vec(), "gpt-4o-mini")
+            .unwrap();
+        assert_eq!(call.body, body);
+        let bad = OpenAi.request_from_canonical(br#"{"model":"m""#.to_vec(), "m");
+        assert!(
+            bad.is_err(),
+            "an invalid body is refused even when nothing changes"
+        );
     }
 
     #[test]
