@@ -13,6 +13,7 @@
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
+use axum::http::Version;
 use axum::http::header::{CONNECTION, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
@@ -26,9 +27,10 @@ use std::task::{Context, Poll};
 pub struct ReadToEnd(Option<Arc<AtomicBool>>);
 
 /// Lets the request's body report when it has been read to its end. A
-/// request without a body is left as it is.
+/// request without a body is left as it is, and so is an HTTP/2 one: a
+/// stream can be reset alone, and the header is not allowed there.
 pub fn watch(request: Request) -> (Request, ReadToEnd) {
-    if request.body().is_end_stream() {
+    if request.body().is_end_stream() || request.version() >= Version::HTTP_2 {
         return (request, ReadToEnd(None));
     }
     let ended = Arc::new(AtomicBool::new(false));

@@ -196,7 +196,7 @@ impl Fields<'_> {
     fn write_string(&mut self, field: &Field, text: &str) -> fmt::Result {
         match self.line {
             Line::Text if field.name() == "message" => {
-                if text.bytes().all(|b| b >= 0x20 && b != 0x7f) {
+                if !text.chars().any(char::is_control) {
                     self.writer.write_char(' ')?;
                     self.writer.write_str(text)
                 } else {
@@ -306,6 +306,8 @@ mod tests {
              latency_ms=9.5 failure=\"Some(\\\"gone\\\")\"\n"
         );
         assert_eq!(text.lines().count(), 1, "a value cannot break the line");
+        let text = lines(Line::Text, false, || tracing::warn!("a\nb \u{9b}31m ☕"));
+        assert!(text.ends_with(": a\\nb \\u{9b}31m ☕\n"), "{text:?}");
     }
 
     #[test]
