@@ -10,7 +10,6 @@ use super::fault::CallError;
 use super::pool::{Instance, Pool, World};
 use super::request::{PolicyRequest, lent};
 use super::state::RequestText;
-use std::collections::HashSet;
 use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 
@@ -118,7 +117,7 @@ impl Plugin<RouterPlugin> {
 }
 
 fn check_order(order: Vec<u32>, candidates: usize) -> Result<Vec<usize>, String> {
-    let mut seen = HashSet::with_capacity(order.len());
+    let mut seen = vec![false; candidates];
     order
         .into_iter()
         .map(|index| {
@@ -127,7 +126,7 @@ fn check_order(order: Vec<u32>, candidates: usize) -> Result<Vec<usize>, String>
                 Err(format!(
                     "channel index {index} is out of range (there are {candidates} candidates)"
                 ))
-            } else if !seen.insert(index) {
+            } else if std::mem::replace(&mut seen[index], true) {
                 Err(format!("channel index {index} appears twice"))
             } else {
                 Ok(index)
