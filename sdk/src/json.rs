@@ -84,6 +84,21 @@ impl<'a> Object<'a> {
     }
 }
 
+/// `json`, an object, with `key` set to `value`: the same bytes when it
+/// already held that value once, so a request whose only edit is a no-op
+/// goes on as the client wrote it.
+pub fn with_field(
+    json: Vec<u8>,
+    key: &str,
+    value: &impl Serialize,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let edited = {
+        let mut object = Object::parse(&json)?;
+        object.set(key, value)?.then(|| object.to_vec())
+    };
+    Ok(edited.unwrap_or(json))
+}
+
 impl<'de> Deserialize<'de> for Object<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Fields;

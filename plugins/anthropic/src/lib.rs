@@ -19,7 +19,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::canonical::chat::{ChatCompletion, ChatRequest};
-use sluice_sdk::json::Object;
+use sluice_sdk::json;
 use sluice_sdk::{
     Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
     StreamTranslator, Translator, UpstreamRequest, Usage,
@@ -91,13 +91,7 @@ impl Translator for Anthropic {
         headers: &[(String, String)],
     ) -> Result<UpstreamRequest, PluginError> {
         let invalid = |e: serde_json::Error| invalid_request(format!("request body: {e}"));
-        let edited = {
-            let mut request = Object::parse(&body).map_err(invalid)?;
-            request
-                .set("model", &model)
-                .map_err(invalid)?
-                .then(|| request.to_vec())
-        };
+        let body = json::with_field(body, "model", &model).map_err(invalid)?;
         let mut forwarded: Vec<(String, String)> = headers
             .iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"))
@@ -106,7 +100,7 @@ impl Translator for Anthropic {
         if !forwarded.iter().any(|(name, _)| name == VERSION_HEADER) {
             forwarded.insert(0, (VERSION_HEADER.into(), API_VERSION.into()));
         }
-        Ok(upstream_request(forwarded, edited.unwrap_or(body)))
+        Ok(upstream_request(forwarded, body))
     }
 
     fn response_to_canonical(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {

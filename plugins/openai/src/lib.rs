@@ -5,7 +5,7 @@
 //! HTTP details and reading usage from bodies and streams.
 
 use sluice_sdk::canonical;
-use sluice_sdk::json::Object;
+use sluice_sdk::json;
 use sluice_sdk::sse::SseDecoder;
 use sluice_sdk::{
     Config, CredentialPlacement, Direction, ErrorResponse, PluginError, StreamEnd,
@@ -44,18 +44,12 @@ impl Translator for OpenAi {
         let invalid = |e: serde_json::Error| {
             PluginError::new("invalid_request", format!("request body: {e}"))
         };
-        let edited = {
-            let mut request = Object::parse(&body).map_err(invalid)?;
-            request
-                .set("model", &model)
-                .map_err(invalid)?
-                .then(|| request.to_vec())
-        };
+        let body = json::with_field(body, "model", &model).map_err(invalid)?;
         Ok(UpstreamRequest {
             path: "/chat/completions".into(),
             headers: vec![],
             credential: CredentialPlacement::Bearer,
-            body: edited.unwrap_or(body),
+            body,
         })
     }
 
