@@ -3,6 +3,7 @@
 //! host's relay.
 
 pub mod chat;
+mod scan;
 
 use crate::Usage;
 use memchr::memmem::Finder;
@@ -18,8 +19,11 @@ struct WithUsage {
 /// Detail objects are optional, as OpenAI-compatible servers often omit
 /// them or send `null`.
 pub fn usage(json: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-    let body: WithUsage = serde_json::from_slice(json)?;
-    Ok(body.usage.as_ref().map(Usage::from))
+    let usage = match scan::usage(json) {
+        Some(usage) => usage,
+        None => serde_json::from_slice::<WithUsage>(json)?.usage,
+    };
+    Ok(usage.as_ref().map(Usage::from))
 }
 
 /// Whether a stream event's JSON may carry a usage value: every chunk of a
