@@ -99,7 +99,7 @@ impl KeyStore {
         }
         let grant = self
             .store
-            .grant(&crate::plugins::hex(&digest))
+            .grant(&hex::encode(&digest))
             .await
             .map_err(|error| {
                 tracing::error!(%error, "looking up an API key failed");

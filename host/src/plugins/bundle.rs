@@ -199,7 +199,7 @@ impl Bundle {
             name: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
             kind: self.manifest.kind,
-            content_hash: hex(&Sha256::digest(&self.component)),
+            content_hash: hex::encode(Sha256::digest(&self.component)),
         }
     }
 
@@ -207,10 +207,6 @@ impl Bundle {
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.manifest.config).expect("a TOML table is valid JSON")
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! compiling it again; and the most recent ones kept in memory, so swapping
 //! between versions (activate, roll back, dry runs) never compiles twice.
 
-use super::bundle::hex;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -98,7 +97,7 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
     let mut hasher = DigestHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.0.update(wasm);
-    hex(&hasher.0.finalize())
+    hex::encode(hasher.0.finalize())
 }
 
 /// Feeds `Hash` output into SHA-256, whose digest (unlike `DefaultHasher`)

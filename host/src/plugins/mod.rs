@@ -16,9 +16,7 @@ pub mod selftest;
 mod state;
 pub mod watch;
 
-pub use bundle::{
-    Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind, hex,
-};
+pub use bundle::{Bundle, BundleError, Instances, Manifest, ManifestLimits, PluginId, PluginKind};
 pub use cache::Origin;
 pub use chain::{Chain, Chains};
 pub use fault::{CallError, Failure};

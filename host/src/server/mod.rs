@@ -144,6 +144,15 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// `req_` and 32 hex digits. Unique, not secret: a fast thread-local
+/// generator is enough.
+fn new_request_id() -> String {
+    let mut id = *b"req_00000000000000000000000000000000";
+    hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut id[4..])
+        .expect("16 bytes are 32 hex digits");
+    String::from_utf8(id.to_vec()).expect("hex digits are ASCII")
+}
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -272,8 +281,7 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
-        // Unique, not secret: a fast thread-local generator is enough.
-        .unwrap_or_else(|| format!("req_{:032x}", fastrand::u128(..)));
+        .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
