@@ -126,13 +126,21 @@ impl UpstreamBody {
         }
     }
 
+    /// The body is polled before the connection is driven, and again
+    /// after: hyper sends body data only once the body has asked for it, so
+    /// asking first lets the drive deliver within this poll instead of
+    /// after another wake-up of the task.
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(link) = &mut self.link {
-            link.drive(cx);
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        match &mut self.link {
+            Some(link) if frame.is_pending() => {
+                link.drive(cx);
+                Pin::new(&mut self.body).poll_frame(cx)
+            }
+            _ => frame,
         }
-        Pin::new(&mut self.body).poll_frame(cx)
     }
 }
