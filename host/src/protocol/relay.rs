@@ -57,6 +57,9 @@ impl CanonicalRelay {
 
     /// Appends to `out` the client bytes for every event `chunk` completes.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        // What passes is about what came in: one allocation, not one
+        // growth per event.
+        out.reserve(chunk.len());
         let meter = &mut self.meter;
         let relayed: Result<(), Never> = self.decoder.push(chunk, |event| {
             meter.relay(event, out);

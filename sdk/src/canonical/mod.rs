@@ -32,7 +32,8 @@ pub fn usage(json: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
 pub fn may_carry_usage(data: &[u8]) -> bool {
     static KEY: Needle = Needle::new(|| Finder::new(b"\"usage\""));
     static NULL: Needle = Needle::new(|| Finder::new(b"\"usage\":null"));
-    KEY.find(data).is_some() && NULL.find(data).is_none()
+    // Where OpenAI puts it, last: no search through the chunk needed.
+    !data.ends_with(b"\"usage\":null}") && KEY.find(data).is_some() && NULL.find(data).is_none()
 }
 
 /// Whether a stream event finishes a choice (`"finish_reason":"…"`).
@@ -88,6 +89,7 @@ mod tests {
             br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
         ));
         assert!(!may_carry_usage(br#"{"choices":[],"usage":null}"#));
+        assert!(!may_carry_usage(br#"{"usage":null,"choices":[]}"#));
         assert!(!may_carry_usage(br#"{"choices":[]}"#));
     }
 }
