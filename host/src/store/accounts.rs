@@ -109,14 +109,14 @@ pub struct KeyGrant {
 }
 
 pub fn digest(key: &str) -> String {
-    hex::encode(&Sha256::digest(key.as_bytes()))
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// A new random key: `sk-sl-` and 48 hex digits (192 bits).
 fn random_key() -> String {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    format!("sk-sl-{}", hex::encode(&bytes))
+    format!("sk-sl-{}", hex::encode(bytes))
 }
 
 fn prefix_of(key: &str) -> String {

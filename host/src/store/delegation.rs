@@ -122,7 +122,7 @@ impl Store {
         self.require("tenants", tenant_id, "tenant").await?;
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).expect("the operating system's random source");
-        let value = format!("sk-sl-admin-{}", hex::encode(&bytes));
+        let value = format!("sk-sl-admin-{}", hex::encode(bytes));
         let token = TenantToken {
             id: new_id("tat"),
             tenant_id: tenant_id.into(),

@@ -166,7 +166,7 @@ pub fn now_ms() -> i64 {
 pub fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    format!("{prefix}_{}", hex::encode(&bytes))
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
