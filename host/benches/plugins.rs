@@ -49,7 +49,7 @@ fn request() -> Arc<PolicyRequest> {
             latency_ms: Some(120),
         })
         .collect();
-    Arc::new(PolicyRequest::new(envelope, caller).with_candidates(candidates))
+    Arc::new(PolicyRequest::new(envelope, Arc::new(caller)).with_candidates(candidates))
 }
 
 fn loading(c: &mut Criterion) {

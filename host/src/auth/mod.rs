@@ -17,7 +17,8 @@ const CACHE_LIMIT: usize = 100_000;
 /// A client key's identity and permissions.
 #[derive(Debug)]
 pub struct ApiKey {
-    pub caller: Caller,
+    /// Shared: every call's access line and plugin request hold it.
+    pub caller: Arc<Caller>,
     /// The caller's group's price multiplier, in millionths.
     pub group_ratio: i64,
     models: Vec<String>,
@@ -33,12 +34,12 @@ impl ApiKey {
 
     fn from_grant(grant: KeyGrant) -> Self {
         ApiKey {
-            caller: Caller {
+            caller: Arc::new(Caller {
                 tenant: grant.tenant_id,
                 user: grant.user_id,
                 group: grant.group_id,
                 key_id: grant.key_id,
-            },
+            }),
             group_ratio: grant.group_ratio,
             models: grant.models,
             tags: grant.tags,
@@ -99,7 +100,7 @@ impl KeyStore {
         }
         let grant = self
             .store
-            .grant(&hex::encode(&digest))
+            .grant(&hex::encode(digest))
             .await
             .map_err(|error| {
                 tracing::error!(%error, "looking up an API key failed");

@@ -248,7 +248,7 @@ impl Ticket {
         let (candidates, route) = self.route.take().unwrap_or_default();
         let replay = replay::Replay {
             envelope: self.request.envelope.clone(),
-            caller: self.request.caller.clone(),
+            caller: (*self.request.caller).clone(),
             prices: self.prices,
             candidates,
             route,

@@ -22,7 +22,7 @@ impl Replay {
     /// The request as the router was shown it.
     pub fn routed(&self) -> Arc<PolicyRequest> {
         Arc::new(
-            PolicyRequest::new(self.envelope.clone(), self.caller.clone())
+            PolicyRequest::new(self.envelope.clone(), Arc::new(self.caller.clone()))
                 .with_candidates(self.candidates.clone()),
         )
     }
@@ -31,7 +31,7 @@ impl Replay {
     pub fn priced(&self) -> Arc<PolicyRequest> {
         Arc::new(PolicyRequest::new(
             self.envelope.clone(),
-            self.caller.clone(),
+            Arc::new(self.caller.clone()),
         ))
     }
 }

@@ -7,6 +7,7 @@
 use super::bindings::{Caller, Channel, ChannelCandidate, Request, types};
 use super::state::PluginState;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use wasmtime::component::Resource;
 
 /// The few fields the host parsed from the client's body, and its own
@@ -43,13 +44,13 @@ pub struct Candidate {
 #[derive(Clone, Debug)]
 pub struct PolicyRequest {
     pub envelope: Envelope,
-    pub caller: Caller,
+    pub caller: Arc<Caller>,
     /// For routers; empty for the other kinds.
     pub candidates: Vec<Candidate>,
 }
 
 impl PolicyRequest {
-    pub fn new(envelope: Envelope, caller: Caller) -> Self {
+    pub fn new(envelope: Envelope, caller: Arc<Caller>) -> Self {
         PolicyRequest {
             envelope,
             caller,
@@ -86,12 +87,12 @@ impl PluginState {
                     received_at_ms: 0,
                     seed: 0,
                 },
-                Caller {
+                Arc::new(Caller {
                     tenant: String::new(),
                     user: String::new(),
                     group: String::new(),
                     key_id: String::new(),
-                },
+                }),
             )
         });
         self.request.as_deref().unwrap_or(&NONE)
@@ -132,7 +133,7 @@ impl types::HostRequest for PluginState {
     }
 
     fn caller(&mut self, _: Resource<Request>) -> Caller {
-        self.lent_request().caller.clone()
+        Caller::clone(&self.lent_request().caller)
     }
 
     fn candidates(&mut self, _: Resource<Request>) -> Vec<ChannelCandidate> {

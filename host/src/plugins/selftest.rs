@@ -342,14 +342,14 @@ impl SelfTest {
         }
     }
 
-    fn caller(&self) -> Caller {
+    fn caller(&self) -> Arc<Caller> {
         let c = &self.caller;
-        Caller {
+        Arc::new(Caller {
             tenant: c.tenant.clone(),
             user: c.user.clone(),
             group: c.group.clone(),
             key_id: c.key_id.clone(),
-        }
+        })
     }
 }
 

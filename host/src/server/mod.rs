@@ -9,7 +9,7 @@ use crate::server::error::ApiError;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -168,22 +168,23 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn chat(
-    State(gateway): State<Arc<Gateway>>,
-    axum::Extension(RequestId(id)): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve_call(gateway, Inbound::OpenAiChat, id, headers, body).await
+async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    call(gateway, Inbound::OpenAiChat, request).await
 }
 
-async fn messages(
-    State(gateway): State<Arc<Gateway>>,
-    axum::Extension(RequestId(id)): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve_call(gateway, Inbound::AnthropicMessages, id, headers, body).await
+async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    call(gateway, Inbound::AnthropicMessages, request).await
+}
+
+/// The request taken apart by hand: axum's `HeaderMap` and `Extension`
+/// extractors clone what is moved here.
+async fn call(gateway: Arc<Gateway>, inbound: Inbound, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let RequestId(id) = parts
+        .extensions
+        .remove()
+        .expect("the exchange layer gives every request an id");
+    serve_call(gateway, inbound, id, parts.headers, body).await
 }
 
 async fn count_message_tokens(
@@ -272,12 +273,15 @@ async fn exchange(request: Request, next: Next) -> Response {
     response
 }
 
+/// A constant: a name given as a string is parsed and hashed on each use.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Keeps the client's `x-request-id` when it is a sane token, otherwise
 /// makes one, and returns it on every response.
 async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
@@ -285,7 +289,7 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
 }

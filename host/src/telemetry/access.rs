@@ -2,6 +2,7 @@
 //! a stream: when the stream ends or the client leaves).
 
 use crate::plugins::bindings::{Caller, Usage};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -10,7 +11,7 @@ pub struct AccessLog {
     /// The client's protocol.
     protocol: &'static str,
     started: Instant,
-    pub caller: Option<Caller>,
+    pub caller: Option<Arc<Caller>>,
     pub model: Option<String>,
     pub channel: Option<String>,
     pub stream: bool,

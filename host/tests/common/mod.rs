@@ -63,5 +63,5 @@ pub fn channel(name: &str, priority: i32, weight: u32) -> Candidate {
 
 /// `envelope` from `caller()`, with these candidate channels.
 pub fn request(envelope: Envelope, candidates: &[Candidate]) -> Arc<PolicyRequest> {
-    Arc::new(PolicyRequest::new(envelope, caller()).with_candidates(candidates.to_vec()))
+    Arc::new(PolicyRequest::new(envelope, Arc::new(caller())).with_candidates(candidates.to_vec()))
 }
