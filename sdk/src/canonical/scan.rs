@@ -90,13 +90,12 @@ impl<'a> Cursor<'a> {
     fn plain_key(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = &self.json[self.at..];
-        let length = plain_run(rest);
-        let key = &rest[..length];
-        if rest.get(length) != Some(&b'"') || !key.is_ascii() {
+        let length = plain_run::<true>(rest);
+        if rest.get(length) != Some(&b'"') {
             return None;
         }
         self.at += length + 1;
-        Some(key)
+        Some(&rest[..length])
     }
 
     /// `null` as `None`, anything else read by `read`.
@@ -259,7 +258,7 @@ impl<'a> Cursor<'a> {
     /// The rest of a string whose opening quote is consumed.
     fn skip_string(&mut self) -> Option<()> {
         loop {
-            self.at += plain_run(&self.json[self.at..]);
+            self.at += plain_run::<false>(&self.json[self.at..]);
             match *self.json.get(self.at)? {
                 b'"' => {
                     self.at += 1;
@@ -318,29 +317,40 @@ impl<'a> Cursor<'a> {
 }
 
 /// How many bytes at the start of `bytes` need no attention inside a
-/// string: neither a quote, a backslash nor a control character. Eight
-/// bytes at a time, as answer text makes up most of a body.
-fn plain_run(bytes: &[u8]) -> usize {
+/// string: neither a quote, a backslash nor a control character, nor, with
+/// `ASCII_ONLY`, a byte above 0x7f. Eight bytes at a time, as answer text
+/// makes up most of a body.
+fn plain_run<const ASCII_ONLY: bool>(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     // Flags the bytes below `n` (n <= 0x80). Only the lowest flag is sure
     // to be exact (a borrow can flag a byte above it), and only it is read.
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
-    let mut run = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let stops = |word: u64| {
         let stops = below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
             | below(word, 0x20);
-        if stops != 0 {
-            return run + stops.trailing_zeros() as usize / 8;
+        if ASCII_ONLY {
+            stops | word & HIGHS
+        } else {
+            stops
+        }
+    };
+    let mut run = 0;
+    while let Some(chunk) = bytes.get(run..run + 8) {
+        let found = stops(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        if found != 0 {
+            return run + found.trailing_zeros() as usize / 8;
         }
         run += 8;
     }
-    run + bytes[run..]
-        .iter()
-        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
-        .unwrap_or(bytes.len() - run)
+    // The last few bytes, padded with a byte that is no stop.
+    let mut tail = [b'a'; 8];
+    tail[..bytes.len() - run].copy_from_slice(&bytes[run..]);
+    match stops(u64::from_le_bytes(tail)) {
+        0 => bytes.len(),
+        found => run + found.trailing_zeros() as usize / 8,
+    }
 }
 
 #[cfg(test)]
@@ -462,10 +472,16 @@ mod tests {
                 let mut bytes = vec![b'a'; 20];
                 bytes.extend_from_slice("é ~\x7f".as_bytes());
                 bytes[at] = stop;
-                assert_eq!(plain_run(&bytes), at, "stop {stop:#x} at {at}");
+                assert_eq!(plain_run::<false>(&bytes), at, "stop {stop:#x} at {at}");
+                assert_eq!(plain_run::<true>(&bytes), at, "stop {stop:#x} at {at}");
             }
+            let mut bytes = vec![b'a'; 20];
+            bytes.extend_from_slice("é".as_bytes());
+            assert_eq!(plain_run::<true>(&bytes), 20);
+            assert_eq!(plain_run::<false>(&bytes), 22);
         }
-        assert_eq!(plain_run("ab\u{7f}é😀 ~".as_bytes()), 11);
+        assert_eq!(plain_run::<false>("ab\u{7f}é😀 ~".as_bytes()), 11);
+        assert_eq!(plain_run::<true>("ab\u{7f}é😀 ~".as_bytes()), 3);
     }
 
     /// xorshift64*: reproducible documents without a dependency.
