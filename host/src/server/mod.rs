@@ -1,16 +1,18 @@
 //! The HTTP front: routes, request ids, and errors in the client's shape.
 
 pub mod error;
+mod front;
 mod unread;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, Inbound, count_tokens, serve_call};
+use crate::gateway::{Gateway, Inbound, count_tokens};
 use crate::server::error::ApiError;
+use crate::server::front::Front;
 use axum::Router;
+use axum::ServiceExt;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -18,9 +20,6 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
-
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
 
 /// Runs the gateway described by `config` until SIGINT or SIGTERM.
 ///
@@ -84,7 +83,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
                         let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
                             let _ = tcp.set_nodelay(true);
                         });
-                        axum::serve(listener, router(gateway.clone()))
+                        let front = Front::new(gateway.clone(), router(gateway.clone()));
+                        axum::serve(listener, front.into_make_service())
                             .with_graceful_shutdown(async move {
                                 let _ = stopped.wait_for(|stop| *stop).await;
                             })
@@ -144,15 +144,6 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// `req_` and 32 hex digits. Unique, not secret: a fast thread-local
-/// generator is enough.
-fn new_request_id() -> String {
-    let mut id = *b"req_00000000000000000000000000000000";
-    hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut id[4..])
-        .expect("16 bytes are 32 hex digits");
-    String::from_utf8(id.to_vec()).expect("hex digits are ASCII")
-}
-
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -164,27 +155,15 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .nest("/admin", crate::admin::router(gateway.clone()))
         .fallback(unknown)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn(exchange))
         .with_state(gateway)
 }
 
 async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    call(gateway, Inbound::OpenAiChat, request).await
+    front::call(gateway, Inbound::OpenAiChat, request).await
 }
 
 async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    call(gateway, Inbound::AnthropicMessages, request).await
-}
-
-/// The request taken apart by hand: axum's `HeaderMap` and `Extension`
-/// extractors clone what is moved here.
-async fn call(gateway: Arc<Gateway>, inbound: Inbound, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let RequestId(id) = parts
-        .extensions
-        .remove()
-        .expect("the exchange layer gives every request an id");
-    serve_call(gateway, inbound, id, parts.headers, body).await
+    front::call(gateway, Inbound::AnthropicMessages, request).await
 }
 
 async fn count_message_tokens(
@@ -261,35 +240,4 @@ async fn wrong_method(method: axum::http::Method, uri: Uri) -> Response {
         format!("{method} is not supported on {}.", uri.path()),
     )
     .into_response()
-}
-
-/// What every exchange gets, in one layer (each layer costs a boxed
-/// future per request): its request id, and `Connection: close` when its
-/// body was left unread.
-async fn exchange(request: Request, next: Next) -> Response {
-    let (request, read_to_end) = unread::watch(request);
-    let mut response = request_id(request, next).await;
-    read_to_end.settle(&mut response);
-    response
-}
-
-/// A constant: a name given as a string is parsed and hashed on each use.
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Keeps the client's `x-request-id` when it is a sane token, otherwise
-/// makes one, and returns it on every response.
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(String::from)
-        .unwrap_or_else(new_request_id);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
-    response
 }
