@@ -16,6 +16,7 @@ use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
 use crate::server::error::{ApiError, UpstreamFailure};
 use crate::telemetry::AccessLog;
+use crate::upstream::UpstreamBody;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -53,7 +54,7 @@ pub async fn serve_call(
             book.log.outcome = "refused";
             book.log.error = Some(error.message.clone());
             book.close(Delivered::Text(String::new()));
-            inbound.error_response(&gateway, error).await
+            Box::pin(inbound.error_response(&gateway, error)).await
         }
     }
 }
@@ -117,17 +118,19 @@ async fn serve(
 
     let canonical = chat.canonical_body();
     if let Some(billing) = &gateway.billing {
+        // Boxed, like the other paths not every call takes: an async
+        // function's future is as large as its largest await, and moved
+        // whole each time it is started.
         book.ticket = Some(
-            billing
-                .admit(
-                    &chain,
-                    &book.log.request_id,
-                    key.group_ratio,
-                    &request,
-                    inbound.protocol(),
-                    canonical.clone(),
-                )
-                .await?,
+            Box::pin(billing.admit(
+                &chain,
+                &book.log.request_id,
+                key.group_ratio,
+                &request,
+                inbound.protocol(),
+                canonical.clone(),
+            ))
+            .await?,
         );
     }
 
@@ -253,73 +256,13 @@ async fn attempt(
         Ok(response) => response,
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };
-    let status = response.status();
-    if !status.is_success() {
-        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-        let body = response
-            .into_body()
-            .read_all(ERROR_BODY_LIMIT)
-            .await
-            .unwrap_or_default();
-        let (canonical_status, canonical_body) = if route.channel_is_canonical {
-            (status, body.to_vec())
-        } else {
-            let error = ErrorResponse {
-                status: status.as_u16(),
-                body: body.to_vec(),
-            };
-            let translated = route
-                .channel
-                .error_to_canonical(&error)
-                .await
-                .map_err(plugin)?;
-            let translated_status = StatusCode::from_u16(translated.status).unwrap_or(status);
-            (translated_status, translated.body)
-        };
-        if failover_worthy(status) || failover_worthy(canonical_status) {
-            return Ok(Attempt::Failed(UpstreamFailure::Status {
-                status: canonical_status,
-                retry_after,
-            }));
-        }
-        if route.passthrough {
-            return Ok(Attempt::Answered(Reply::Complete(
-                json_response(status, body),
-                Delivered::Text(String::new()),
-            )));
-        }
-        return Err(ApiError::upstream_rejected(
-            canonical_status,
-            &canonical_body,
-        ));
+    // Both boxed: an async function's future is as large as its largest
+    // await and is moved whole, and most calls take neither path.
+    if !response.status().is_success() {
+        return Box::pin(refused(&route, response)).await;
     }
-
     if call.chat.stream {
-        let road = if route.passthrough {
-            Road::passthrough(route.channel, billed).await
-        } else {
-            Road::canonical(
-                (!route.channel_is_canonical).then_some(route.channel),
-                route.client,
-                call.chat.include_usage,
-                billed,
-            )
-            .await
-        }
-        .map_err(plugin)?;
-        let mut stream = RelayStream::new(response.into_body(), road, route.client.cloned());
-        return match stream.first_output().await {
-            FirstOutput::Failed(error) => Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
-            FirstOutput::Fault(fault) => Err(plugin(fault)),
-            FirstOutput::Ready(first) => {
-                log.first_byte();
-                let book =
-                    std::mem::replace(book, CallBook::new(AccessLog::new(String::new(), "")));
-                Ok(Attempt::Answered(Reply::Streaming(
-                    stream.into_response(first, book),
-                )))
-            }
-        };
+        return Box::pin(streamed(&route, response, call, book)).await;
     }
 
     let body = match response.into_body().read_all(RESPONSE_LIMIT).await {
@@ -338,6 +281,88 @@ async fn attempt(
         json_response(StatusCode::OK, answer.body),
         Delivered::Answer(text),
     )))
+}
+
+/// An upstream's refusal: another channel is tried for a failure it may
+/// not share; any other refusal is the client's answer.
+async fn refused(
+    route: &Route<'_>,
+    response: hyper::Response<UpstreamBody>,
+) -> Result<Attempt, ApiError> {
+    let plugin = |fault| ApiError::plugin(&fault);
+    let status = response.status();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let body = response
+        .into_body()
+        .read_all(ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let (canonical_status, canonical_body) = if route.channel_is_canonical {
+        (status, body.to_vec())
+    } else {
+        let error = ErrorResponse {
+            status: status.as_u16(),
+            body: body.to_vec(),
+        };
+        let translated = route
+            .channel
+            .error_to_canonical(&error)
+            .await
+            .map_err(plugin)?;
+        let translated_status = StatusCode::from_u16(translated.status).unwrap_or(status);
+        (translated_status, translated.body)
+    };
+    if failover_worthy(status) || failover_worthy(canonical_status) {
+        return Ok(Attempt::Failed(UpstreamFailure::Status {
+            status: canonical_status,
+            retry_after,
+        }));
+    }
+    if route.passthrough {
+        return Ok(Attempt::Answered(Reply::Complete(
+            json_response(status, body),
+            Delivered::Text(String::new()),
+        )));
+    }
+    Err(ApiError::upstream_rejected(
+        canonical_status,
+        &canonical_body,
+    ))
+}
+
+/// A streamed answer, once its first bytes for the client are ready.
+async fn streamed(
+    route: &Route<'_>,
+    response: hyper::Response<UpstreamBody>,
+    call: &Call<'_>,
+    book: &mut CallBook,
+) -> Result<Attempt, ApiError> {
+    let plugin = |fault| ApiError::plugin(&fault);
+    let billed = book.ticket.is_some();
+    let road = if route.passthrough {
+        Road::passthrough(route.channel, billed).await
+    } else {
+        Road::canonical(
+            (!route.channel_is_canonical).then_some(route.channel),
+            route.client,
+            call.chat.include_usage,
+            billed,
+        )
+        .await
+    }
+    .map_err(plugin)?;
+    let mut stream = RelayStream::new(response.into_body(), road, route.client.cloned());
+    match stream.first_output().await {
+        FirstOutput::Failed(error) => Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
+        FirstOutput::Fault(fault) => Err(plugin(fault)),
+        FirstOutput::Ready(first) => {
+            book.log.first_byte();
+            let book = std::mem::replace(book, CallBook::new(AccessLog::new(String::new(), "")));
+            Ok(Attempt::Answered(Reply::Streaming(
+                stream.into_response(first, book),
+            )))
+        }
+    }
 }
 
 /// A non-stream answer in the client's protocol.

@@ -143,7 +143,10 @@ impl<W: World> Pool<W> {
         };
         match idle {
             Some(instance) => Ok(instance),
-            None => self.instantiate().await,
+            // Boxed: wasmtime's instantiation is a large future, and every
+            // plugin call's future would otherwise be as large, and moved
+            // whole on each call.
+            None => Box::pin(self.instantiate()).await,
         }
     }
 
