@@ -118,9 +118,9 @@ async fn serve(
 
     let canonical = chat.canonical_body();
     if let Some(billing) = &gateway.billing {
-        // Boxed, like the other paths not every call takes: an async
-        // function's future is as large as its largest await, and moved
-        // whole each time it is started.
+        // Boxed: an async function's future is as large as its largest
+        // await and is moved whole as it starts; one allocation here keeps
+        // admission's large future out of every call's, billed or not.
         book.ticket = Some(
             Box::pin(billing.admit(
                 &chain,
@@ -256,8 +256,9 @@ async fn attempt(
         Ok(response) => response,
         Err(error) => return Ok(Attempt::Failed(UpstreamFailure::Transport(error))),
     };
-    // Both boxed: an async function's future is as large as its largest
-    // await and is moved whole, and most calls take neither path.
+    // Both boxed, for the same reason as admission: a non-stream answer
+    // takes neither path, and a stream lives long enough that one
+    // allocation is nothing to it.
     if !response.status().is_success() {
         return Box::pin(refused(&route, response)).await;
     }

@@ -127,9 +127,10 @@ impl UpstreamBody {
     }
 
     /// The body is polled before the connection is driven, and again
-    /// after: hyper sends body data only once the body has asked for it, so
-    /// asking first lets the drive deliver within this poll instead of
-    /// after another wake-up of the task.
+    /// after. hyper's body channel holds one frame: a frame already waiting
+    /// (a short body arrives with the head) is taken without a drive, and
+    /// once it is taken the drive can deliver the next one, or the end,
+    /// within this same poll.
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
