@@ -85,8 +85,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A key of printable ASCII without escapes, the only kind compared
-    /// here: serde would unescape (`"us\u0061ge"` is `usage` to it).
+    /// A key of ASCII without control characters or escapes, the only
+    /// kind compared here: serde would unescape (`"us\u0061ge"` is `usage`
+    /// to it) and check non-ASCII keys as UTF-8.
     fn plain_key(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = &self.json[self.at..];
@@ -162,7 +163,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// A count: digits only, no leading zero, within `u64`. serde refuses
-    /// anything else for a `u64` (`-0` and `7.0` too); left to it, but says why.
+    /// anything else for a `u64` (`-0` and `7.0` too) and says why, so
+    /// anything else is left to it.
     fn count(&mut self) -> Option<u64> {
         self.peek()?;
         let start = self.at;
