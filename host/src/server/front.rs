@@ -45,18 +45,23 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let inbound = match (request.method(), request.uri().path()) {
-            (&Method::POST, "/v1/chat/completions") => Some(Inbound::OpenAiChat),
-            (&Method::POST, "/v1/messages") => Some(Inbound::AnthropicMessages),
-            _ => None,
+        // Only what the request's route needs is cloned: each clone is an
+        // atomic count both worker threads share.
+        let route = match (request.method(), request.uri().path()) {
+            (&Method::POST, "/v1/chat/completions") => {
+                Route::Call(self.gateway.clone(), Inbound::OpenAiChat)
+            }
+            (&Method::POST, "/v1/messages") => {
+                Route::Call(self.gateway.clone(), Inbound::AnthropicMessages)
+            }
+            _ => Route::Router(self.router.clone()),
         };
-        let (gateway, mut router) = (self.gateway.clone(), self.router.clone());
         Box::pin(async move {
             Ok(exchange(request, |request| async move {
-                match inbound {
-                    Some(inbound) => call(gateway, inbound, request).await,
+                match route {
+                    Route::Call(gateway, inbound) => call(gateway, inbound, request).await,
                     // The router is always ready.
-                    None => match router.call(request).await {
+                    Route::Router(mut router) => match router.call(request).await {
                         Ok(response) => response,
                     },
                 }
@@ -64,6 +69,12 @@ impl Service<Request> for Front {
             .await)
         })
     }
+}
+
+/// Where a request goes.
+enum Route {
+    Call(Arc<Gateway>, Inbound),
+    Router(Router),
 }
 
 /// A call route's handler. The request is taken apart by hand: axum's
