@@ -49,6 +49,8 @@ pub mod ratio;
 mod request;
 pub mod seeded;
 pub mod sse;
+#[cfg(test)]
+mod testgen;
 
 pub use bindings::pricing::exports::sluice::plugin::pricing::PriceTable;
 pub use bindings::risk::exports::sluice::plugin::risk::{Denial, Verdict};

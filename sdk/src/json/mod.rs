@@ -4,6 +4,9 @@
 //! parse into values and a serialization back (in a plugin, several times
 //! the rest of its call).
 
+pub(crate) mod scan;
+
+use scan::{Cursor, plain_run};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -86,17 +89,74 @@ impl<'a> Object<'a> {
 
 /// `json`, an object, with `key` set to `value`: the same bytes when it
 /// already held that value once, so a request whose only edit is a no-op
-/// goes on as the client wrote it.
+/// goes on as the client wrote it. Otherwise the fields are those of
+/// [`Object::set`]; bytes outside them may differ.
 pub fn with_field(
     json: Vec<u8>,
     key: &str,
     value: &impl Serialize,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    // The common case, one plain object, costs a scan; serde decides the rest.
+    if let Ok(text) = serde_json::to_vec(value)
+        && let Some(edited) = spliced(&json, key, &text)
+    {
+        return Ok(edited.unwrap_or(json));
+    }
     let edited = {
         let mut object = Object::parse(&json)?;
         object.set(key, value)?.then(|| object.to_vec())
     };
     Ok(edited.unwrap_or(json))
+}
+
+/// [`with_field`] by splicing `value` (JSON text) into the scanned bytes:
+/// `None` unless `json` is valid UTF-8 and one object whose keys are plain
+/// ASCII (as is `key`), holding `key` at most once; `Some(None)` when it
+/// already holds `value`.
+fn spliced(json: &[u8], key: &str, value: &[u8]) -> Option<Option<Vec<u8>>> {
+    // serde checks every string and raw value as UTF-8; the scanner does
+    // not, so the whole document is checked here.
+    if plain_run::<true>(key.as_bytes()) != key.len() || std::str::from_utf8(json).is_err() {
+        return None;
+    }
+    let mut cursor = Cursor::new(json);
+    let (mut held, mut fields) = (None, 0);
+    cursor.object(|cursor, name| {
+        fields += 1;
+        if name != key.as_bytes() {
+            return cursor.skip_value();
+        }
+        if held.is_some() {
+            return None;
+        }
+        cursor.peek()?;
+        let start = cursor.position();
+        cursor.skip_value()?;
+        held = Some(start..cursor.position());
+        Some(())
+    })?;
+    let closing_brace = cursor.position() - 1;
+    if !cursor.at_end() {
+        return None;
+    }
+    Some(match held {
+        Some(span) if json[span.clone()] == *value => None,
+        Some(span) => Some([&json[..span.start], value, &json[span.end..]].concat()),
+        None => {
+            let separator: &[u8] = if fields == 0 { b"\"" } else { b",\"" };
+            Some(
+                [
+                    &json[..closing_brace],
+                    separator,
+                    key.as_bytes(),
+                    b"\":",
+                    value,
+                    &json[closing_brace..],
+                ]
+                .concat(),
+            )
+        }
+    })
 }
 
 impl<'de> Deserialize<'de> for Object<'de> {
@@ -149,6 +209,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgen::{Random, mutations};
+    use serde_json::Value;
 
     fn set_model(json: &str, model: &str) -> String {
         let mut object = Object::parse(json.as_bytes()).unwrap();
@@ -217,5 +279,97 @@ mod tests {
         for bad in ["[1]", "\"x\"", "{", "{\"a\":}", "{} {}", ""] {
             assert!(Object::parse(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_field_is_spliced_into_the_bytes_as_written() {
+        let edit = |json: &str, model: &str| {
+            String::from_utf8(with_field(json.as_bytes().to_vec(), "model", &model).unwrap())
+                .unwrap()
+        };
+        let json = "{ \"z\" : 1,\n \"model\" : \"a\", \"n\":[1, 2] }\n";
+        assert_eq!(
+            edit(json, "b"),
+            "{ \"z\" : 1,\n \"model\" : \"b\", \"n\":[1, 2] }\n"
+        );
+        assert_eq!(edit(json, "a"), json);
+        assert_eq!(edit("{ \"a\" : 1 }", "m"), "{ \"a\" : 1 ,\"model\":\"m\"}");
+        assert_eq!(edit("{ }", "m"), "{ \"model\":\"m\"}");
+        // Left to serde: a repeated field, a key with escapes.
+        assert_eq!(
+            edit(r#"{"model":"x","model":"y"}"#, "m"),
+            r#"{"model":"m"}"#
+        );
+        assert_eq!(edit(r#"{"mod\u0065l":"x"}"#, "m"), r#"{"model":"m"}"#);
+        for bad in ["[1]", "{\"model\":\"\u{1}\"}", "{} {}", "{\"a\":01}"] {
+            assert!(
+                with_field(bad.as_bytes().to_vec(), "model", &"m").is_err(),
+                "{bad}"
+            );
+        }
+        let invalid_utf8 = b"{\"model\":\"a\",\"b\":\"\xff\"}".to_vec();
+        assert!(with_field(invalid_utf8, "model", &"a").is_err());
+    }
+
+    /// serde's edit, the reference: `None` where it refuses the document.
+    fn edited_by_serde(json: &[u8], value: &Value) -> Option<Vec<u8>> {
+        let mut object = Object::parse(json).ok()?;
+        Some(match object.set("model", value).ok()? {
+            true => object.to_vec(),
+            false => json.to_vec(),
+        })
+    }
+
+    fn fields(json: &[u8]) -> Vec<(String, String)> {
+        let object = Object::parse(json).expect("an edit is one object");
+        object
+            .fields
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.get().to_string()))
+            .collect()
+    }
+
+    /// Generated documents, valid and not, and byte-level mutations of
+    /// each, given a new `model` and the one they hold: wherever the splice
+    /// answers, serde's edit has the same fields, or is the same no-op.
+    #[test]
+    fn splices_as_serde_edits_on_generated_documents() {
+        let mut random = Random(0x5e7_f1e1d);
+        let (mut answered, mut valid, mut unchanged) = (0, 0, 0);
+        for _ in 0..20_000 {
+            for json in mutations(&mut random) {
+                let held = Object::parse(&json)
+                    .ok()
+                    .and_then(|object| serde_json::from_str(object.get("model")?.get()).ok());
+                for value in [Some(Value::from("demo")), held].into_iter().flatten() {
+                    let expected = edited_by_serde(&json, &value);
+                    valid += usize::from(expected.is_some());
+                    let text = serde_json::to_vec(&value).unwrap();
+                    let Some(edited) = spliced(&json, "model", &text) else {
+                        continue;
+                    };
+                    answered += 1;
+                    let lossy = String::from_utf8_lossy(&json);
+                    let expected = expected
+                        .unwrap_or_else(|| panic!("spliced a document serde refuses: {lossy}"));
+                    match edited {
+                        None => {
+                            unchanged += 1;
+                            assert_eq!(
+                                expected, json,
+                                "serde edits what the splice keeps: {lossy}"
+                            );
+                        }
+                        Some(edited) => {
+                            assert_eq!(fields(&edited), fields(&expected), "on {lossy}")
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            answered * 2 > valid && unchanged > 200,
+            "answered {answered} of {valid} valid edits, {unchanged} unchanged"
+        );
     }
 }
