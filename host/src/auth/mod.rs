@@ -2,14 +2,22 @@
 //! gateway resolves them through an in-memory cache that the admin API
 //! clears whenever keys, users, tenants or groups change, so a revoked key
 //! stops working at once.
+//!
+//! Each thread has its own cache: a shared one's lock (and the shared key's
+//! reference count) would bounce between the worker threads' cores on
+//! every call.
 
 use crate::config::model_matches;
 use crate::plugins::bindings::Caller;
 use crate::store::Store;
 use crate::store::accounts::KeyGrant;
+use crossbeam_utils::CachePadded;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use thread_local::ThreadLocal;
 
 /// Most keys (known or unknown) remembered before the cache starts over.
 const CACHE_LIMIT: usize = 100_000;
@@ -51,21 +59,31 @@ impl ApiKey {
 
 pub struct KeyStore {
     store: Store,
-    /// Digest → the key, or `None` for a digest no key has.
-    cache: RwLock<HashMap<[u8; 32], Option<Arc<ApiKey>>>>,
+    /// Bumped by [`KeyStore::invalidate`]: a cache filled under an earlier
+    /// generation is stale.
+    generation: AtomicU64,
+    caches: ThreadLocal<CachePadded<RefCell<KeyCache>>>,
+}
+
+/// One thread's keys: digest → the key, or `None` for a digest no key has.
+#[derive(Default)]
+struct KeyCache {
+    generation: u64,
+    keys: HashMap<[u8; 32], Option<Arc<ApiKey>>>,
 }
 
 impl KeyStore {
     pub fn new(store: Store) -> Self {
         KeyStore {
             store,
-            cache: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            caches: ThreadLocal::new(),
         }
     }
 
     /// Forgets every cached key: the next use of each reads the database.
     pub fn invalidate(&self) {
-        self.cache.write().expect("key cache lock").clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The key an `Authorization: Bearer …` header names, or else an
@@ -95,8 +113,16 @@ impl KeyStore {
 
     async fn find(&self, key: &str) -> Result<Option<Arc<ApiKey>>, AuthError> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        if let Some(known) = self.cache.read().expect("key cache lock").get(&digest) {
-            return Ok(known.clone());
+        let generation = self.generation.load(Ordering::Acquire);
+        {
+            let mut cache = self.caches.get_or_default().borrow_mut();
+            if cache.generation != generation {
+                cache.keys.clear();
+                cache.generation = generation;
+            }
+            if let Some(known) = cache.keys.get(&digest) {
+                return Ok(known.clone());
+            }
         }
         let grant = self
             .store
@@ -107,11 +133,15 @@ impl KeyStore {
                 AuthError::Unavailable
             })?;
         let found = grant.map(|grant| Arc::new(ApiKey::from_grant(grant)));
-        let mut cache = self.cache.write().expect("key cache lock");
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        // Kept only if no change came while the database was read: the
+        // answer may predate it.
+        let mut cache = self.caches.get_or_default().borrow_mut();
+        if cache.generation == generation && self.generation.load(Ordering::Acquire) == generation {
+            if cache.keys.len() >= CACHE_LIMIT {
+                cache.keys.clear();
+            }
+            cache.keys.insert(digest, found.clone());
         }
-        cache.insert(digest, found.clone());
         Ok(found)
     }
 }
@@ -139,6 +169,71 @@ pub fn bearer(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::accounts::{KeyUpdate, NewKey};
+    use crate::store::testing::stores;
+    use std::sync::Barrier;
+
+    /// Two threads, each with its own runtime and cache, authenticate a
+    /// key; it is disabled; the next authentication on each is refused.
+    #[test]
+    fn a_change_reaches_the_cache_of_every_thread() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let setup = runtime();
+        let (store, _dir) = setup.block_on(stores()).remove(0);
+        let (key_id, key) = setup.block_on(async {
+            store.put_group("g", 1_000_000).await.unwrap();
+            store.create_tenant(Some("t"), "T").await.unwrap();
+            store.create_user(Some("u"), "t", "g", "U").await.unwrap();
+            let new = NewKey {
+                user_id: "u".into(),
+                name: "k".into(),
+                key: None,
+                expires_at: None,
+                models: vec![],
+                tags: vec![],
+                quota_cap: None,
+            };
+            let (info, key) = store.create_key(&new).await.unwrap();
+            (info.id, key)
+        });
+        let keys = KeyStore::new(store.clone());
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        let (cached, changed) = (Barrier::new(3), Barrier::new(3));
+        std::thread::scope(|threads| {
+            for _ in 0..2 {
+                threads.spawn(|| {
+                    let runtime = runtime();
+                    let caller = runtime.block_on(keys.authenticate(&headers)).unwrap();
+                    assert_eq!(caller.caller.user, "u");
+                    cached.wait();
+                    changed.wait();
+                    let refused = runtime.block_on(keys.authenticate(&headers)).unwrap_err();
+                    assert_eq!(refused, AuthError::Inactive("key"));
+                });
+            }
+            cached.wait();
+            let disable = KeyUpdate {
+                name: None,
+                status: Some("disabled".into()),
+                expires_at: None,
+                models: None,
+                tags: None,
+                quota_cap: None,
+            };
+            setup.block_on(store.update_key(&key_id, &disable)).unwrap();
+            keys.invalidate();
+            changed.wait();
+        });
+    }
 
     #[test]
     fn parses_bearer_headers() {

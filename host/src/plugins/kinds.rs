@@ -32,12 +32,12 @@ impl LoadedPlugin {
         }
     }
 
-    pub(super) async fn warm_up(&self) -> Result<(), CallError> {
+    pub(super) async fn check_start(&self) -> Result<(), CallError> {
         match self {
-            LoadedPlugin::Router(p) => p.pool.warm_up().await,
-            LoadedPlugin::Risk(p) => p.pool.warm_up().await,
-            LoadedPlugin::Pricing(p) => p.pool.warm_up().await,
-            LoadedPlugin::Translator(p) => p.pool.warm_up().await,
+            LoadedPlugin::Router(p) => p.pool.check_start().await,
+            LoadedPlugin::Risk(p) => p.pool.check_start().await,
+            LoadedPlugin::Pricing(p) => p.pool.check_start().await,
+            LoadedPlugin::Translator(p) => p.pool.check_start().await,
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Instances of one plugin version: warm ones reused one call at a time,
 //! fresh ones where the plugin asks for them, each call bounded by its
 //! deadline and memory cap, and any instance that faulted thrown away.
+//!
+//! Idle instances are kept per thread, like the gateway's upstream
+//! connections: a worker takes and returns its own without a lock, and no
+//! other core ever writes the memory it uses to do so.
 
 use super::bindings::{
     PluginError, PricingPlugin, PricingPluginPre, RiskPlugin, RiskPluginPre, RouterPlugin,
@@ -11,8 +15,11 @@ use super::fault::{CallError, Failure, classify};
 use super::metrics::PluginMetrics;
 use super::runtime::Runtime;
 use super::state::PluginState;
-use std::sync::{Arc, Mutex};
+use crossbeam_utils::CachePadded;
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thread_local::ThreadLocal;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
@@ -64,7 +71,8 @@ pub(super) struct Pool<W: World> {
     id: Arc<PluginId>,
     settings: PoolSettings,
     pre: W::Pre,
-    idle: Mutex<Vec<Instance<W>>>,
+    /// Each thread's idle instances, each on cache lines of its own.
+    idle: ThreadLocal<CachePadded<RefCell<Vec<Instance<W>>>>>,
     metrics: Arc<PluginMetrics>,
 }
 
@@ -90,7 +98,7 @@ impl<W: World> Pool<W> {
             id,
             settings,
             pre,
-            idle: Mutex::new(Vec::new()),
+            idle: ThreadLocal::new(),
             metrics,
         }
     }
@@ -134,11 +142,11 @@ impl<W: World> Pool<W> {
         })
     }
 
-    /// A warm instance when there is one idle, else a new one. Give it back
-    /// with [`Pool::release`] only after it ended in a clean state.
+    /// A warm instance when this thread has one idle, else a new one. Give
+    /// it back with [`Pool::release`] only after it ended in a clean state.
     pub async fn take(&self) -> Result<Instance<W>, CallError> {
         let idle = match self.settings.instances {
-            Instances::Warm => self.idle.lock().expect("pool lock").pop(),
+            Instances::Warm => self.idle.get_or_default().borrow_mut().pop(),
             Instances::Fresh => None,
         };
         match idle {
@@ -150,11 +158,10 @@ impl<W: World> Pool<W> {
         }
     }
 
-    /// Creates one instance and keeps it warm, proving the plugin starts.
-    pub async fn warm_up(&self) -> Result<(), CallError> {
-        let instance = self.instantiate().await?;
-        self.release(instance);
-        Ok(())
+    /// Creates one instance, proving the plugin starts. It is not kept:
+    /// the thread loading plugins serves no calls.
+    pub async fn check_start(&self) -> Result<(), CallError> {
+        self.instantiate().await.map(drop)
     }
 
     pub fn release(&self, mut instance: Instance<W>) {
@@ -169,7 +176,7 @@ impl<W: World> Pool<W> {
         let state = instance.store.data_mut();
         state.request = None;
         state.request_text = None;
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle.get_or_default().borrow_mut();
         if idle.len() < self.settings.warm_idle {
             idle.push(instance);
         }

@@ -40,7 +40,7 @@ pub struct RuntimeConfig {
     /// streams and warm idle instances. Beyond it a call fails as
     /// unavailable instead of exhausting the machine.
     pub max_instances: u32,
-    /// Idle warm instances kept per plugin version.
+    /// Idle warm instances kept per plugin version and thread.
     pub warm_idle: usize,
     /// Calls after which a warm instance is replaced, so slow leaks in a
     /// plugin cannot accumulate.
@@ -203,7 +203,7 @@ impl Runtime {
         }
         .map_err(|e| invalid(format!("does not fit the {kind} world: {e:#}")))?;
         plugin
-            .warm_up()
+            .check_start()
             .await
             .map_err(|e| invalid(format!("cannot start: {}", e.failure)))?;
         Ok(Loaded { plugin, origin })
