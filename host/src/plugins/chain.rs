@@ -23,7 +23,9 @@ pub struct Chain {
     /// What the operator charges the tenant, when the tenant prices its
     /// users with a plugin of its own.
     pub operator_pricing: Option<Pricing>,
-    translators: HashMap<String, Translator>,
+    /// Protocol → translator: a handful, so a scan (every call looks one
+    /// up) is cheaper than hashing the name.
+    translators: Vec<(String, Translator)>,
     /// Bundle name → (what was loaded, the plugin), so the next version of
     /// the chain reuses every plugin whose bundle did not change.
     loaded: HashMap<String, (String, LoadedPlugin)>,
@@ -31,7 +33,10 @@ pub struct Chain {
 
 impl Chain {
     pub fn translator(&self, protocol: &str) -> Option<&Translator> {
-        self.translators.get(protocol)
+        self.translators
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, translator)| translator)
     }
 
     /// Loads the chain `config` names. A bundle in the folder replaces a
@@ -66,12 +71,12 @@ impl Chain {
         let risk = kind(loader.load(&config.risk).await?, "risk")?;
         let router = kind(loader.load(&config.router).await?, "router")?;
         let pricing = kind(loader.load(&config.pricing).await?, "pricing")?;
-        let mut translators = HashMap::new();
+        let mut translators = Vec::with_capacity(config.translators.len());
         for (protocol, name) in &config.translators {
-            translators.insert(
+            translators.push((
                 protocol.clone(),
                 kind(loader.load(name).await?, "translator")?,
-            );
+            ));
         }
         Ok(Chain {
             risk,
