@@ -21,9 +21,6 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 #[derive(Clone)]
-struct RequestId(String);
-
-#[derive(Clone)]
 pub struct Front {
     gateway: Arc<Gateway>,
     router: Router,
@@ -57,13 +54,17 @@ impl Service<Request> for Front {
             _ => Route::Router(self.router.clone()),
         };
         Box::pin(async move {
-            Ok(exchange(request, |request| async move {
+            Ok(exchange(request, |request, id| async move {
                 match route {
-                    Route::Call(gateway, inbound) => call(gateway, inbound, request).await,
+                    Route::Call(gateway, inbound) => call(gateway, inbound, id, request).await,
                     // The router is always ready.
-                    Route::Router(mut router) => match router.call(request).await {
-                        Ok(response) => response,
-                    },
+                    Route::Router(mut router) => {
+                        let mut request = request;
+                        request.extensions_mut().insert(RequestId(id));
+                        match router.call(request).await {
+                            Ok(response) => response,
+                        }
+                    }
                 }
             })
             .await)
@@ -71,20 +72,26 @@ impl Service<Request> for Front {
     }
 }
 
+/// The exchange's request id, for the router's handlers.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
 /// Where a request goes.
 enum Route {
     Call(Arc<Gateway>, Inbound),
     Router(Router),
 }
 
-/// A call route's handler. The request is taken apart by hand: axum's
-/// `HeaderMap` and `Extension` extractors would clone what is moved here.
-pub async fn call(gateway: Arc<Gateway>, inbound: Inbound, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let RequestId(id) = parts
-        .extensions
-        .remove()
-        .expect("every exchange is given a request id");
+/// A call route's handler, given the exchange's request id. The request is
+/// taken apart by hand: axum's `HeaderMap` extractor would clone what is
+/// moved here.
+pub async fn call(
+    gateway: Arc<Gateway>,
+    inbound: Inbound,
+    id: String,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
     serve_call(gateway, inbound, id, parts.headers, body).await
 }
 
@@ -93,12 +100,13 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Keeps the client's `x-request-id` when it is a sane token, otherwise
 /// makes one, and returns it on the response; closes the connection after
-/// answering a request whose body was left unread.
+/// answering a request whose body was left unread. `answer` is given the
+/// request and its id.
 async fn exchange<F: Future<Output = Response>>(
     request: Request,
-    answer: impl FnOnce(Request) -> F,
+    answer: impl FnOnce(Request, String) -> F,
 ) -> Response {
-    let (mut request, read_to_end) = unread::watch(request);
+    let (request, read_to_end) = unread::watch(request);
     let id = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -106,9 +114,9 @@ async fn exchange<F: Future<Output = Response>>(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
         .unwrap_or_else(new_request_id);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = answer(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    let header = HeaderValue::from_str(&id);
+    let mut response = answer(request, id).await;
+    if let Ok(value) = header {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     read_to_end.settle(&mut response);

@@ -7,11 +7,11 @@ mod unread;
 use crate::config::Config;
 use crate::gateway::{Gateway, Inbound, count_tokens};
 use crate::server::error::ApiError;
-use crate::server::front::Front;
+use crate::server::front::{Front, RequestId};
 use axum::Router;
 use axum::ServiceExt;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -158,12 +158,20 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    front::call(gateway, Inbound::OpenAiChat, request).await
+async fn chat(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    request: Request,
+) -> Response {
+    front::call(gateway, Inbound::OpenAiChat, id, request).await
 }
 
-async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    front::call(gateway, Inbound::AnthropicMessages, request).await
+async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    request: Request,
+) -> Response {
+    front::call(gateway, Inbound::AnthropicMessages, id, request).await
 }
 
 async fn count_message_tokens(
