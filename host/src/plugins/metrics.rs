@@ -254,6 +254,15 @@ impl MetricsRegistry {
 mod tests {
     use super::*;
 
+    fn plugin_id() -> PluginId {
+        PluginId {
+            name: "p".into(),
+            version: "1".into(),
+            kind: super::super::bundle::PluginKind::Router,
+            content_hash: "abc".into(),
+        }
+    }
+
     #[test]
     fn percentiles_come_from_the_buckets() {
         let metrics = PluginMetrics::default();
@@ -263,13 +272,7 @@ mod tests {
         metrics.call(Duration::from_millis(3));
         metrics.call(Duration::from_secs(2));
         metrics.failure(&Failure::Deadline(Duration::from_millis(50)));
-        let id = PluginId {
-            name: "p".into(),
-            version: "1".into(),
-            kind: super::super::bundle::PluginKind::Router,
-            content_hash: "abc".into(),
-        };
-        let report = metrics.snapshot(&id);
+        let report = metrics.snapshot(&plugin_id());
         assert_eq!(report.calls, 100);
         assert_eq!(report.p50_ms, Some(0.05));
         assert_eq!(report.p99_ms, Some(5.0));
@@ -291,13 +294,7 @@ mod tests {
             }
         });
         metrics.call(Duration::from_micros(20));
-        let id = PluginId {
-            name: "p".into(),
-            version: "1".into(),
-            kind: super::super::bundle::PluginKind::Risk,
-            content_hash: "abc".into(),
-        };
-        let report = metrics.snapshot(&id);
+        let report = metrics.snapshot(&plugin_id());
         assert_eq!(report.calls, 3001);
         assert_eq!(report.buckets[1], 3001);
         assert_eq!(report.failures["plugin_trap"], 3);

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::serve::ListenerExt;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -146,8 +146,8 @@ async fn shutdown_signal() {
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/messages", post(messages))
+        .route("/v1/chat/completions", call_route(Inbound::OpenAiChat))
+        .route("/v1/messages", call_route(Inbound::AnthropicMessages))
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
@@ -158,20 +158,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn chat(
-    State(gateway): State<Arc<Gateway>>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    request: Request,
-) -> Response {
-    front::call(gateway, Inbound::OpenAiChat, id, request).await
-}
-
-async fn messages(
-    State(gateway): State<Arc<Gateway>>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    request: Request,
-) -> Response {
-    front::call(gateway, Inbound::AnthropicMessages, id, request).await
+/// A call route of the router: `POST` served by the call handler (the
+/// front service takes these before the router does), other methods 405.
+fn call_route(inbound: Inbound) -> MethodRouter<Arc<Gateway>> {
+    post(
+        move |State(gateway): State<Arc<Gateway>>,
+              Extension(RequestId(id)): Extension<RequestId>,
+              request: Request| front::call(gateway, inbound, id, request),
+    )
 }
 
 async fn count_message_tokens(
