@@ -40,6 +40,15 @@ impl LoadedPlugin {
             LoadedPlugin::Translator(p) => p.pool.check_start().await,
         }
     }
+
+    pub(super) fn forget_idle_here(&self) {
+        match self {
+            LoadedPlugin::Router(p) => p.pool.forget_idle_here(),
+            LoadedPlugin::Risk(p) => p.pool.forget_idle_here(),
+            LoadedPlugin::Pricing(p) => p.pool.forget_idle_here(),
+            LoadedPlugin::Translator(p) => p.pool.forget_idle_here(),
+        }
+    }
 }
 
 pub type Router = Plugin<RouterPlugin>;
@@ -442,8 +451,33 @@ impl TranslatorStream {
 
 #[cfg(test)]
 mod tests {
+    use super::super::builtin;
+    use super::super::runtime::{Runtime, RuntimeConfig};
+    use super::super::selftest;
     use super::*;
     use crate::plugins::Failure;
+
+    /// A load's self-tests make warm calls on the loading thread, which
+    /// keep their instances there; the load drops them.
+    #[tokio::test]
+    async fn a_load_leaves_no_instance_idle_on_its_thread() {
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let bundle = builtin::bundles()
+            .into_iter()
+            .find(|bundle| bundle.manifest.name == "router")
+            .unwrap();
+        assert!(!bundle.manifest.tests.is_empty());
+        let plugin = runtime.load(&bundle).await.unwrap().plugin;
+        let LoadedPlugin::Router(router) = &plugin else {
+            panic!("the router bundle loads a router");
+        };
+        assert_eq!(router.pool.idle_here(), 0);
+        let outcomes = selftest::run(&plugin, &bundle.manifest.tests).await;
+        assert!(outcomes.iter().all(|outcome| outcome.failure.is_none()));
+        assert!(router.pool.idle_here() > 0);
+        plugin.forget_idle_here();
+        assert_eq!(router.pool.idle_here(), 0);
+    }
 
     #[test]
     fn route_order_must_be_in_range_and_unique() {

@@ -159,9 +159,23 @@ impl<W: World> Pool<W> {
     }
 
     /// Creates one instance, proving the plugin starts. It is not kept:
-    /// the thread loading plugins serves no calls.
+    /// plugins mostly load on threads that serve no calls (start-up, the
+    /// plugin folder's watcher).
     pub async fn check_start(&self) -> Result<(), CallError> {
         self.instantiate().await.map(drop)
+    }
+
+    /// Drops the instances idle on this thread, such as those a load's
+    /// self-tests left on a thread that serves no calls.
+    pub fn forget_idle_here(&self) {
+        if let Some(idle) = self.idle.get() {
+            idle.borrow_mut().clear();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn idle_here(&self) -> usize {
+        self.idle.get().map_or(0, |idle| idle.borrow().len())
     }
 
     pub fn release(&self, mut instance: Instance<W>) {

@@ -153,6 +153,7 @@ impl Runtime {
             .into_iter()
             .filter_map(|outcome| Some(format!("{:?}: {}", outcome.name, outcome.failure?)))
             .collect();
+        loaded.plugin.forget_idle_here();
         if failures.is_empty() {
             Ok(loaded)
         } else {
