@@ -3,6 +3,10 @@
 //! clears whenever keys, users, tenants or groups change, so a revoked key
 //! stops working at once.
 //!
+//! The cache is keyed by the key as sent, not by its digest: a hit then
+//! costs no SHA-256 (3.5k instructions, about 5 % of a whole proxied call).
+//! The process holds the key in the request's headers anyway.
+//!
 //! Each thread has its own cache: a shared one's lock (and the shared key's
 //! reference count) would bounce between the worker threads' cores on
 //! every call.
@@ -10,9 +14,10 @@
 use crate::config::model_matches;
 use crate::plugins::bindings::Caller;
 use crate::store::Store;
-use crate::store::accounts::KeyGrant;
+use crate::store::accounts::{KeyGrant, digest};
+use axum::http::HeaderName;
+use axum::http::header::AUTHORIZATION;
 use crossbeam_utils::CachePadded;
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,11 +70,11 @@ pub struct KeyStore {
     caches: ThreadLocal<CachePadded<RefCell<KeyCache>>>,
 }
 
-/// One thread's keys: digest → the key, or `None` for a digest no key has.
+/// One thread's keys: key as sent → the key, or `None` where no key has it.
 #[derive(Default)]
 struct KeyCache {
     generation: u64,
-    keys: HashMap<[u8; 32], Option<Arc<ApiKey>>>,
+    keys: HashMap<Box<str>, Option<Arc<ApiKey>>>,
 }
 
 impl KeyStore {
@@ -93,10 +98,12 @@ impl KeyStore {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<Arc<ApiKey>, AuthError> {
-        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let key = header(axum::http::header::AUTHORIZATION.as_str())
+        // Constant names: a name given as a string is parsed and hashed on each use.
+        const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+        let header = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let key = header(AUTHORIZATION)
             .and_then(bearer)
-            .or_else(|| header("x-api-key").map(str::trim).filter(|k| !k.is_empty()))
+            .or_else(|| header(X_API_KEY).map(str::trim).filter(|k| !k.is_empty()))
             .ok_or(AuthError::Missing)?;
         let key = self.find(key).await?.ok_or(AuthError::Unknown)?;
         if let Some(what) = key.inactive {
@@ -112,7 +119,6 @@ impl KeyStore {
     }
 
     async fn find(&self, key: &str) -> Result<Option<Arc<ApiKey>>, AuthError> {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let generation = self.generation.load(Ordering::Acquire);
         {
             let mut cache = self.caches.get_or_default().borrow_mut();
@@ -120,18 +126,14 @@ impl KeyStore {
                 cache.keys.clear();
                 cache.generation = generation;
             }
-            if let Some(known) = cache.keys.get(&digest) {
+            if let Some(known) = cache.keys.get(key) {
                 return Ok(known.clone());
             }
         }
-        let grant = self
-            .store
-            .grant(&hex::encode(digest))
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "looking up an API key failed");
-                AuthError::Unavailable
-            })?;
+        let grant = self.store.grant(&digest(key)).await.map_err(|error| {
+            tracing::error!(%error, "looking up an API key failed");
+            AuthError::Unavailable
+        })?;
         let found = grant.map(|grant| Arc::new(ApiKey::from_grant(grant)));
         // Kept only if no change came while the database was read: the
         // answer may predate it.
@@ -140,7 +142,7 @@ impl KeyStore {
             if cache.keys.len() >= CACHE_LIMIT {
                 cache.keys.clear();
             }
-            cache.keys.insert(digest, found.clone());
+            cache.keys.insert(key.into(), found.clone());
         }
         Ok(found)
     }

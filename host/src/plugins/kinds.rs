@@ -308,7 +308,7 @@ impl Plugin<TranslatorPlugin> {
         let handle = self.pool.outcome(&instance, result)??;
         Ok(TranslatorStream {
             pool: self.pool.clone(),
-            instance: Ok(Box::new(instance)),
+            instance: Ok(instance),
             handle,
         })
     }
@@ -381,7 +381,6 @@ fn check_upstream_request(request: UpstreamRequest) -> Result<UpstreamRequest, S
 /// broken instance.
 pub struct TranslatorStream {
     pool: Arc<Pool<TranslatorPlugin>>,
-    /// Boxed: a stream is moved around with its relay, the store stays put.
     instance: Result<Box<Instance<TranslatorPlugin>>, CallError>,
     handle: ResourceAny,
 }
@@ -423,7 +422,7 @@ impl TranslatorStream {
                 .await
                 .is_ok()
             {
-                self.pool.release(*instance);
+                self.pool.release(instance);
             }
         }
         Ok(end)

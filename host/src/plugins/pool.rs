@@ -66,17 +66,21 @@ pub(super) struct PoolSettings {
     pub warm_max_calls: u64,
 }
 
+/// One thread's idle instances, on cache lines of its own.
+type Shelf<W> = CachePadded<RefCell<Vec<Box<Instance<W>>>>>;
+
 pub(super) struct Pool<W: World> {
     runtime: Arc<Runtime>,
     id: Arc<PluginId>,
     settings: PoolSettings,
     pre: W::Pre,
-    /// Each thread's idle instances, each on cache lines of its own.
-    idle: ThreadLocal<CachePadded<RefCell<Vec<Instance<W>>>>>,
+    idle: ThreadLocal<Shelf<W>>,
     metrics: Arc<PluginMetrics>,
 }
 
 /// A store with its instance. Nothing else ever runs in this store.
+/// Always boxed: the bindings of a world are hundreds of bytes, and an
+/// instance moves from the shelf to a call and back on every call.
 pub(super) struct Instance<W> {
     pub store: Store<PluginState>,
     pub bindings: W,
@@ -108,19 +112,19 @@ impl<W: World> Pool<W> {
     }
 
     /// A new instance in a store of its own.
-    pub async fn instantiate(&self) -> Result<Instance<W>, CallError> {
+    pub async fn instantiate(&self) -> Result<Box<Instance<W>>, CallError> {
         let mut store = self.runtime.new_store(self.id.clone(), &self.settings);
         // Instantiation runs guest code (data initialisation, start
         // functions), so it is bounded like a call.
         self.runtime
             .arm_deadline(&mut store, self.settings.deadline);
         match W::instantiate(&self.pre, &mut store).await {
-            Ok(bindings) => Ok(Instance {
+            Ok(bindings) => Ok(Box::new(Instance {
                 store,
                 bindings,
                 calls: 0,
                 armed_at: Instant::now(),
-            }),
+            })),
             Err(error) => {
                 let failure = if error.downcast_ref::<wasmtime::Trap>().is_some()
                     || store.data().memory.exceeded
@@ -144,7 +148,7 @@ impl<W: World> Pool<W> {
 
     /// A warm instance when this thread has one idle, else a new one. Give
     /// it back with [`Pool::release`] only after it ended in a clean state.
-    pub async fn take(&self) -> Result<Instance<W>, CallError> {
+    pub async fn take(&self) -> Result<Box<Instance<W>>, CallError> {
         let idle = match self.settings.instances {
             Instances::Warm => self.idle.get_or_default().borrow_mut().pop(),
             Instances::Fresh => None,
@@ -178,7 +182,7 @@ impl<W: World> Pool<W> {
         self.idle.get().map_or(0, |idle| idle.borrow().len())
     }
 
-    pub fn release(&self, mut instance: Instance<W>) {
+    pub fn release(&self, mut instance: Box<Instance<W>>) {
         if self.settings.instances == Instances::Fresh
             || instance.calls >= self.settings.warm_max_calls
             // An instance whose memory grew past half its cap is replaced
@@ -241,7 +245,7 @@ impl<W: World> Pool<W> {
 /// is then unknown.
 pub(super) struct Lease<'p, W: World> {
     pool: &'p Pool<W>,
-    instance: Option<Instance<W>>,
+    instance: Option<Box<Instance<W>>>,
 }
 
 impl<W: World> Lease<'_, W> {
