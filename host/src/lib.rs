@@ -8,6 +8,7 @@ pub mod billing;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod joined;
 pub mod plugins;
 pub mod protocol;
 pub mod routing;

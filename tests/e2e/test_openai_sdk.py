@@ -201,6 +201,20 @@ def test_an_answer_given_before_the_body_is_read_closes_the_connection(gateway):
             assert json.loads(body)["choices"][0]["message"]["content"] == EXPECTED
 
 
+def test_a_chunked_body_is_read_whole(gateway):
+    """A body sent in many chunks, without a length, is joined in order."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    request = json.dumps({"model": "demo", "messages": MESSAGES}).encode()
+    pieces = [request[i:i + 7] for i in range(0, len(request), 7)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        got, headers, body = exchange(connection, head, chunked)
+    assert got == 200, body
+    assert json.loads(body)["choices"][0]["message"]["content"] == EXPECTED
+
+
 def test_upstream_failures_are_normalized(gateway):
     sdk = client(gateway)
     error = expect_error(lambda: sdk.chat.completions.create(model="demo/status-429", messages=MESSAGES),

@@ -9,6 +9,7 @@ use super::inbound::Inbound;
 use super::stream::{FirstOutput, RelayStream, Road};
 use crate::auth::ApiKey;
 use crate::billing::Delivered;
+use crate::joined::Joined;
 use crate::plugins::bindings::{ErrorResponse, Usage, Verdict};
 use crate::plugins::{Chain, Envelope, PolicyRequest, Translator};
 use crate::protocol::CANONICAL;
@@ -21,7 +22,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -450,7 +451,7 @@ fn failover_worthy(status: StatusCode) -> bool {
 
 /// Reads the body, refusing it with 413 as soon as it passes `limit`.
 pub(super) async fn read_limited(
-    body: Body,
+    mut body: Body,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
@@ -461,18 +462,24 @@ pub(super) async fn read_limited(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::too_large(limit))
+    let mut collected = Joined::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body_read_failed",
+                format!("The request body could not be read: {error}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            collected.push(data);
         }
-        Err(error) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "body_read_failed",
-            format!("The request body could not be read: {error}"),
-        )),
     }
+    Ok(collected.into_bytes())
 }
 
 fn envelope(chat: &ChatRequest, key: &ApiKey, inbound: Inbound) -> Envelope {
@@ -489,5 +496,32 @@ fn envelope(chat: &ChatRequest, key: &ApiKey, inbound: Inbound) -> Envelope {
         tags: key.tags.clone(),
         received_at_ms,
         seed: fastrand::u64(..),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(pieces: &[&'static str]) -> Body {
+        let pieces = pieces
+            .iter()
+            .map(|p| Ok::<_, std::io::Error>(Bytes::from(*p)));
+        Body::from_stream(futures_util::stream::iter(pieces.collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_up_to_its_cap_and_refused_past_it() {
+        let none = HeaderMap::new();
+        let read = read_limited(body_of(&["{\"a\"", ":", "", "1}"]), &none, 7).await;
+        assert_eq!(read.unwrap(), "{\"a\":1}");
+
+        let refused = read_limited(body_of(&["{\"a\"", ":", "12}"]), &none, 7).await;
+        assert_eq!(refused.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        let mut declared = HeaderMap::new();
+        declared.insert(header::CONTENT_LENGTH, HeaderValue::from_static("8"));
+        let refused = read_limited(body_of(&["{}"]), &declared, 7).await;
+        assert_eq!(refused.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

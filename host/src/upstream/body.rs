@@ -3,14 +3,16 @@
 
 use super::UpstreamError;
 use super::pool::{Link, Pool};
-use bytes::{Bytes, BytesMut};
+use crate::joined::Joined;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper::body::{Body, Frame, Incoming};
 use std::future::poll_fn;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Sleep;
 
 /// Most bytes gathered into one piece from frames that had already
 /// arrived.
@@ -48,14 +50,13 @@ impl UpstreamBody {
         let Some(first) = self.data().await? else {
             return Ok(None);
         };
-        let mut gathered: Option<BytesMut> = None;
-        while gathered.as_ref().map_or(first.len(), BytesMut::len) < COALESCE_LIMIT {
+        let mut gathered = Joined::default();
+        gathered.push(first);
+        while gathered.len() < COALESCE_LIMIT {
             match poll_fn(|cx| self.poll_frame(cx)).now_or_never() {
                 Some(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        gathered
-                            .get_or_insert_with(|| BytesMut::from(&first[..]))
-                            .extend_from_slice(&data);
+                        gathered.push(data);
                     }
                 }
                 Some(Some(Err(error))) => {
@@ -68,14 +69,14 @@ impl UpstreamBody {
                 Some(None) | None => break,
             }
         }
-        Ok(Some(gathered.map_or(first, BytesMut::freeze)))
+        Ok(Some(gathered.into_bytes()))
     }
 
     /// The whole rest of the body, of at most `limit` bytes. Frame by
     /// frame: gathering what already arrived (see [`UpstreamBody::next`])
     /// saves nothing when everything is kept until the end anyway.
     pub async fn read_all(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
-        let mut collected = BytesMut::new();
+        let mut collected = Joined::default();
         while let Some(data) = self.data().await? {
             if collected.len() + data.len() > limit {
                 self.link = None;
@@ -83,14 +84,9 @@ impl UpstreamBody {
                     "response larger than {limit} bytes"
                 )));
             }
-            if collected.is_empty() {
-                // Most answers are one frame: keep it without a copy.
-                collected = BytesMut::from(data);
-            } else {
-                collected.extend_from_slice(&data);
-            }
+            collected.push(data);
         }
-        Ok(collected.freeze())
+        Ok(collected.into_bytes())
     }
 
     /// The next non-empty data frame, waiting at most the idle timeout.
@@ -99,9 +95,22 @@ impl UpstreamBody {
             return Err(error);
         }
         loop {
-            let frame = tokio::time::timeout(self.idle, poll_fn(|cx| self.poll_frame(cx))).await;
+            // The clock starts at the first wait: most frames of an answer
+            // are there already, and then no timer is made at all.
+            let mut timer = pin!(None::<Sleep>);
+            let frame = poll_fn(|cx| match self.poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+                Poll::Pending => {
+                    if timer.is_none() {
+                        timer.set(Some(tokio::time::sleep(self.idle)));
+                    }
+                    let timer = timer.as_mut().as_pin_mut().expect("set above");
+                    timer.poll(cx).map(Err)
+                }
+            })
+            .await;
             match frame {
-                Err(_) => {
+                Err(()) => {
                     self.link = None;
                     return Err(UpstreamError::Timeout(self.idle));
                 }
