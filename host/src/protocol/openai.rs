@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
-use sluice_sdk::json::Object;
+use sluice_sdk::json::{Object, with_field};
 
 /// A request the client sent, checked and summarized.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     pub max_output_tokens: Option<u32>,
     pub body: Bytes,
+    /// The client sent `stream_options`: its other fields must be kept.
+    sent_stream_options: bool,
 }
 
 /// Why a request body is not a valid Chat Completions request.
@@ -95,9 +97,11 @@ pub fn parse_chat(body: Bytes) -> Result<ChatRequest, Invalid> {
         stream,
         include_usage: head
             .stream_options
+            .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         max_output_tokens: head.max_completion_tokens.or(head.max_tokens),
+        sent_stream_options: head.stream_options.is_some(),
         body,
     })
 }
@@ -110,17 +114,20 @@ impl ChatRequest {
         if !self.stream || self.include_usage {
             return self.body.clone();
         }
-        let mut request =
-            Object::parse(&self.body).expect("parse_chat checked the body is a JSON object");
-        let mut options: serde_json::Map<String, serde_json::Value> = request
-            .get("stream_options")
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or_default();
+        let checked = "parse_chat checked the body is a JSON object";
+        let mut options: serde_json::Map<String, serde_json::Value> = if self.sent_stream_options {
+            Object::parse(&self.body)
+                .expect(checked)
+                .get("stream_options")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default()
+        } else {
+            serde_json::Map::new()
+        };
         options.insert("include_usage".into(), true.into());
-        request
-            .set("stream_options", &options)
-            .expect("a JSON map serializes");
-        request.to_vec().into()
+        with_field(self.body.to_vec(), "stream_options", &options)
+            .expect(checked)
+            .into()
     }
 
     /// A rough prompt size for policy and admission: about four bytes of
@@ -252,6 +259,11 @@ mod tests {
         assert_eq!(asked.canonical_body(), asked.body);
         let plain = parse(r#"{"model":"m","messages":[{}]}"#).unwrap();
         assert_eq!(plain.canonical_body(), plain.body);
+        let other = parse(r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_obfuscation":false,"include_usage":false}}"#).unwrap();
+        assert_eq!(
+            other.canonical_body(),
+            r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true}}"#
+        );
     }
 
     #[test]

@@ -152,6 +152,10 @@ fn emit(out: &mut Vec<u8>, data: &[u8]) {
 /// The chunk minus its usage, or nothing if the chunk was only the usage
 /// (no choices): what the client would have seen without `include_usage`.
 fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
+    // The usual usage chunk, `"choices":[]`, known by a scan, not a parse.
+    if canonical::has_no_choices(data) {
+        return None;
+    }
     let mut chunk = Object::parse(data).ok()?;
     let choices: Vec<IgnoredAny> = serde_json::from_str(chunk.get("choices")?.get()).ok()?;
     if choices.is_empty() {

@@ -36,6 +36,13 @@ pub fn may_carry_usage(data: &[u8]) -> bool {
     !data.ends_with(b"\"usage\":null}") && KEY.find(data).is_some() && NULL.find(data).is_none()
 }
 
+/// Whether a stream chunk is sure to hold no choice (`"choices":[]`), as
+/// the usage chunk of a stream with `include_usage` does; `false` when in
+/// doubt (not a valid JSON object, or of a shape left to serde).
+pub fn has_no_choices(data: &[u8]) -> bool {
+    scan::no_choices(data)
+}
+
 /// Whether a stream event finishes a choice (`"finish_reason":"…"`).
 pub fn finishes_a_choice(data: &[u8]) -> bool {
     static FINISH: Needle = Needle::new(|| Finder::new(b"\"finish_reason\":\""));

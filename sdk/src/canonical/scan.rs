@@ -33,6 +33,26 @@ pub(super) fn usage(json: &[u8]) -> Option<Option<UsageJson>> {
     cursor.at_end().then_some(usage)
 }
 
+/// Whether the document is valid, of the common shape, and its `choices`
+/// (once, at the top) an empty array; `false` when serde must decide.
+pub(super) fn no_choices(json: &[u8]) -> bool {
+    // serde reads every string as UTF-8; the scanner does not.
+    if std::str::from_utf8(json).is_err() {
+        return false;
+    }
+    let mut cursor = Cursor::new(json);
+    let mut empty = None;
+    let scanned = cursor.object(|cursor, key| match key {
+        b"choices" if empty.is_none() => {
+            empty = Some(cursor.empty_array()?);
+            Some(())
+        }
+        b"choices" => None,
+        _ => cursor.skip_value(),
+    });
+    scanned.is_some() && cursor.at_end() && empty == Some(true)
+}
+
 /// A `usage` object, its counts and their details.
 fn usage_object(cursor: &mut Cursor) -> Option<UsageJson> {
     let mut usage = UsageJson::default();
@@ -221,5 +241,52 @@ mod tests {
             answered * 2 > valid,
             "answered {answered} of {valid} valid documents ({documents} in all)"
         );
+    }
+
+    /// serde's reading, as the host's relay does it without the scanner:
+    /// an object whose `choices` is an empty array.
+    fn serde_no_choices(json: &[u8]) -> bool {
+        let choices = crate::json::Object::parse(json).ok().and_then(|object| {
+            serde_json::from_str::<Vec<serde::de::IgnoredAny>>(object.get("choices")?.get()).ok()
+        });
+        choices.is_some_and(|choices| choices.is_empty())
+    }
+
+    #[test]
+    fn knows_a_chunk_without_choices() {
+        let usage_chunk = br#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        assert!(no_choices(usage_chunk));
+        assert!(no_choices(br#"{"choices": [ ] }"#));
+        for unsure in [
+            &br#"{"choices":[{"index":0,"delta":{}}],"usage":null}"#[..],
+            br#"{"usage":null}"#,
+            br#"{"choices":[],"choices":[]}"#,
+            br#"{"choices":[]"#,
+            br#"{"choices":[]} x"#,
+            br#"[{"choices":[]}]"#,
+            br#"{"choices":{}}"#,
+        ] {
+            assert!(!no_choices(unsure), "{}", String::from_utf8_lossy(unsure));
+        }
+    }
+
+    /// Wherever the scanner says "no choices", serde reads an empty array.
+    #[test]
+    fn says_no_choices_only_where_serde_agrees() {
+        let mut random = Random(0x0c40_1ce5);
+        let (mut empty, mut answered) = (0, 0);
+        for _ in 0..20_000 {
+            for json in &mutations(&mut random) {
+                let expected = serde_no_choices(json);
+                empty += usize::from(expected);
+                if no_choices(json) {
+                    answered += 1;
+                    assert!(expected, "{}", String::from_utf8_lossy(json));
+                }
+            }
+        }
+        // The generator favours what the scanner leaves to serde (escaped,
+        // non-ASCII and repeated keys); the common shape is checked above.
+        assert!(answered * 3 > empty, "answered {answered} of {empty}");
     }
 }

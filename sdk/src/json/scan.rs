@@ -99,6 +99,21 @@ impl<'a> Cursor<'a> {
         read(self).map(Some)
     }
 
+    /// Any value; whether it was an empty array.
+    pub(crate) fn empty_array(&mut self) -> Option<bool> {
+        if self.peek()? == b'[' {
+            let open = self.at;
+            self.at += 1;
+            if self.peek()? == b']' {
+                self.at += 1;
+                return Some(true);
+            }
+            self.at = open;
+        }
+        self.skip_value()?;
+        Some(false)
+    }
+
     /// A count: digits only, no leading zero, within `u64`. serde refuses
     /// anything else for a `u64` (`-0` and `7.0` too) and says why, so
     /// anything else is left to it.
