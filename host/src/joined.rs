@@ -2,6 +2,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// Room made when a second piece comes: more usually follow (a stream's
+/// events, one per piece), and growing from the exact size would copy them
+/// again at every doubling.
+const JOINED_ROOM: usize = 4 << 10;
+
 /// Pieces joined in order. The usual small request or answer arrives in
 /// one piece, which is kept as it came: a piece hyper hands out shares its
 /// read buffer, so turning it into a `BytesMut` would copy it.
@@ -27,7 +32,8 @@ impl Joined {
         } else if self.first.is_empty() {
             self.first = piece;
         } else if !piece.is_empty() {
-            let mut all = BytesMut::with_capacity(self.first.len() + piece.len());
+            let mut all =
+                BytesMut::with_capacity((self.first.len() + piece.len()).max(JOINED_ROOM));
             all.extend_from_slice(&self.first);
             all.extend_from_slice(&piece);
             self.all = Some(all);
