@@ -1,5 +1,6 @@
 //! `usage` read from a canonical answer in one pass (on the scanner of
-//! [`crate::json`]), without building anything for the rest of it.
+//! [`crate::json`]), without building anything for the rest of it; and, the
+//! same way, whether a stream chunk holds no choice.
 //!
 //! The host reads usage from every non-stream answer and from the usage
 //! chunk of every stream. serde's derive spent about 16 instructions per

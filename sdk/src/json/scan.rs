@@ -1,8 +1,9 @@
 //! A one-pass JSON scanner as strict as serde_json: it checks a whole
 //! document without building anything, and gives up (`None`) on whatever
 //! it does not handle itself, so its callers fall back to serde and every
-//! answer, or error, is serde's. What reads `usage` from answers and what
-//! edits a request's top-level field are built on it.
+//! answer, or error, is serde's. What reads `usage` from answers, what
+//! tells a stream's usage-only chunk and what edits a request's top-level
+//! field are built on it.
 
 /// Nesting deeper than this is left to serde; the frames fit in a `u128`.
 const MAX_DEPTH: u32 = 128;
