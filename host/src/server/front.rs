@@ -54,12 +54,11 @@ impl Service<Request> for Front {
             _ => Route::Router(self.router.clone()),
         };
         Box::pin(async move {
-            Ok(exchange(request, |request, id| async move {
+            Ok(exchange(request, |mut request, id| async move {
                 match route {
                     Route::Call(gateway, inbound) => call(gateway, inbound, id, request).await,
                     // The router is always ready.
                     Route::Router(mut router) => {
-                        let mut request = request;
                         request.extensions_mut().insert(RequestId(id));
                         match router.call(request).await {
                             Ok(response) => response,
