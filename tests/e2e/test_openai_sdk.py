@@ -181,13 +181,18 @@ def test_an_answer_given_before_the_body_is_read_closes_the_connection(gateway):
     refused = [
         (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-wrong\r\n"
          "Content-Type: application/json\r\nContent-Length: 100\r\n", 401),
+        (f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nx-api-key: sk-wrong\r\n"
+         "anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: 100\r\n", 401),
+        (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+         "Content-Type: application/json\r\nContent-Length: 100000\r\n", 413),
         (f"POST /admin/keys HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-wrong\r\n"
          "Content-Type: application/json\r\nContent-Length: 100\r\n", 401),
     ]
     for head, status in refused:
         with socket.create_connection((host, int(port)), timeout=10) as connection:
             got, headers, body = exchange(connection, head)  # the body is never sent
-            assert got == status and json.loads(body)["error"]["code"], body
+            error = json.loads(body)["error"]
+            assert got == status and (error.get("code") or error["type"]), body
             assert headers.get("connection") == "close", headers
             assert connection.recv(1) == b"", "the gateway closes the connection after saying so"
 
@@ -212,6 +217,7 @@ def test_a_chunked_body_is_read_whole(gateway):
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         got, headers, body = exchange(connection, head, chunked)
     assert got == 200, body
+    assert "connection" not in headers, "a body read to its end keeps the connection"
     assert json.loads(body)["choices"][0]["message"]["content"] == EXPECTED
 
 

@@ -16,9 +16,10 @@ use crate::protocol::CANONICAL;
 use crate::protocol::openai::{ChatRequest, MessageText, parse_chat};
 use crate::routing::Channel;
 use crate::server::error::{ApiError, UpstreamFailure};
+use crate::server::unread::OwnBody;
 use crate::telemetry::AccessLog;
 use crate::upstream::UpstreamBody;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
@@ -37,30 +38,33 @@ pub async fn serve_call(
     inbound: Inbound,
     request_id: String,
     headers: HeaderMap,
-    body: Body,
+    mut body: OwnBody,
 ) -> Response {
     let mut book = CallBook::new(AccessLog::new(request_id, inbound.protocol()));
     // Boxed once here: every future above this one (the front service's,
     // the connection's) would otherwise hold the whole call, ~4 KiB, and
     // each moves its inner one as it starts.
-    match Box::pin(serve(&gateway, inbound, &mut book, &headers, body)).await {
-        Ok(Reply::Complete(response, delivered)) => {
-            book.log.status = response.status().as_u16();
-            if !response.status().is_success() {
-                book.log.outcome = "refused";
+    let mut response =
+        match Box::pin(serve(&gateway, inbound, &mut book, &headers, &mut body)).await {
+            Ok(Reply::Complete(response, delivered)) => {
+                book.log.status = response.status().as_u16();
+                if !response.status().is_success() {
+                    book.log.outcome = "refused";
+                }
+                book.close(delivered);
+                response
             }
-            book.close(delivered);
-            response
-        }
-        Ok(Reply::Streaming(response)) => response,
-        Err(error) => {
-            book.log.status = error.status.as_u16();
-            book.log.outcome = "refused";
-            book.log.error = Some(error.message.clone());
-            book.close(Delivered::Text(String::new()));
-            Box::pin(inbound.error_response(&gateway, error)).await
-        }
-    }
+            Ok(Reply::Streaming(response)) => response,
+            Err(error) => {
+                book.log.status = error.status.as_u16();
+                book.log.outcome = "refused";
+                book.log.error = Some(error.message.clone());
+                book.close(Delivered::Text(String::new()));
+                Box::pin(inbound.error_response(&gateway, error)).await
+            }
+        };
+    body.settle(&mut response);
+    response
 }
 
 enum Reply {
@@ -86,7 +90,7 @@ async fn serve(
     inbound: Inbound,
     book: &mut CallBook,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut OwnBody,
 ) -> Result<Reply, ApiError> {
     let log = &mut book.log;
     let key = gateway.keys.authenticate(headers).await?;
@@ -450,11 +454,14 @@ fn failover_worthy(status: StatusCode) -> bool {
 }
 
 /// Reads the body, refusing it with 413 as soon as it passes `limit`.
-pub(super) async fn read_limited(
-    mut body: Body,
+pub(super) async fn read_limited<B>(
+    mut body: B,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, ApiError>
+where
+    B: HttpBody<Data = Bytes, Error = axum::Error> + Unpin,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -7,11 +7,13 @@
 //! its boxed services cost about 7k instructions per call in callgrind,
 //! near a tenth of a whole proxied request.
 
-use super::unread;
+use super::unread::{self, OwnBody};
 use crate::gateway::{Gateway, Inbound, serve_call};
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,32 +44,20 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // Only what the request's route needs is cloned: each clone is an
-        // atomic count both worker threads share.
-        let route = match (request.method(), request.uri().path()) {
-            (&Method::POST, "/v1/chat/completions") => {
-                Route::Call(self.gateway.clone(), Inbound::OpenAiChat)
+        let inbound = match (request.method(), request.uri().path()) {
+            (&Method::POST, "/v1/chat/completions") => Inbound::OpenAiChat,
+            (&Method::POST, "/v1/messages") => Inbound::AnthropicMessages,
+            _ => {
+                let router = self.router.clone();
+                return Box::pin(async move { Ok(routed(router, request).await) });
             }
-            (&Method::POST, "/v1/messages") => {
-                Route::Call(self.gateway.clone(), Inbound::AnthropicMessages)
-            }
-            _ => Route::Router(self.router.clone()),
         };
-        Box::pin(async move {
-            Ok(exchange(request, |mut request, id| async move {
-                match route {
-                    Route::Call(gateway, inbound) => call(gateway, inbound, id, request).await,
-                    // The router is always ready.
-                    Route::Router(mut router) => {
-                        request.extensions_mut().insert(RequestId(id));
-                        match router.call(request).await {
-                            Ok(response) => response,
-                        }
-                    }
-                }
-            })
-            .await)
-        })
+        // Only what the route needs is cloned (each clone is an atomic
+        // count both worker threads share), and the request is taken apart
+        // at once: its parts, not the whole request, move into the future.
+        let gateway = self.gateway.clone();
+        let (parts, body) = request.into_parts();
+        Box::pin(async move { Ok(call(gateway, inbound, parts, body).await) })
     }
 }
 
@@ -75,51 +65,49 @@ impl Service<Request> for Front {
 #[derive(Clone)]
 pub struct RequestId(pub String);
 
-/// Where a request goes.
-enum Route {
-    Call(Arc<Gateway>, Inbound),
-    Router(Router),
+/// A call route: its handler reads the body itself, so it knows whether
+/// the connection can stay open without a shared flag.
+async fn call(gateway: Arc<Gateway>, inbound: Inbound, parts: Parts, body: Body) -> Response {
+    let (id, header) = request_id(&parts.headers);
+    let body = OwnBody::new(parts.version, body);
+    let mut response = serve_call(gateway, inbound, id, parts.headers, body).await;
+    stamp(&mut response, header);
+    response
 }
 
-/// A call route's handler, given the exchange's request id. The request is
-/// taken apart by hand: axum's `HeaderMap` extractor would clone what is
-/// moved here.
-pub async fn call(
-    gateway: Arc<Gateway>,
-    inbound: Inbound,
-    id: String,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    serve_call(gateway, inbound, id, parts.headers, body).await
+/// Every other route, through the router, whose handlers take the request
+/// and its body along.
+async fn routed(mut router: Router, request: Request) -> Response {
+    let (mut request, read_to_end) = unread::watch(request);
+    let (id, header) = request_id(request.headers());
+    request.extensions_mut().insert(RequestId(id));
+    // The router is always ready.
+    let Ok(mut response) = router.call(request).await;
+    stamp(&mut response, header);
+    read_to_end.settle(&mut response);
+    response
 }
 
 /// A constant: a name given as a string is parsed and hashed on each use.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Keeps the client's `x-request-id` when it is a sane token, otherwise
-/// makes one, and returns it on the response; closes the connection after
-/// answering a request whose body was left unread. `answer` is given the
-/// request and its id.
-async fn exchange<F: Future<Output = Response>>(
-    request: Request,
-    answer: impl FnOnce(Request, String) -> F,
-) -> Response {
-    let (request, read_to_end) = unread::watch(request);
-    let id = request
-        .headers()
+/// The client's `x-request-id` when it is a sane token, otherwise a new
+/// one, and the header value that returns it on the response.
+fn request_id(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    let id = headers
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
         .unwrap_or_else(new_request_id);
-    let header = HeaderValue::from_str(&id);
-    let mut response = answer(request, id).await;
-    if let Ok(value) = header {
+    let header = HeaderValue::from_str(&id).ok();
+    (id, header)
+}
+
+fn stamp(response: &mut Response, header: Option<HeaderValue>) {
+    if let Some(value) = header {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
-    read_to_end.settle(&mut response);
-    response
 }
 
 /// `req_` and 32 hex digits. Unique, not secret: a fast thread-local

@@ -2,10 +2,10 @@
 
 pub mod error;
 mod front;
-mod unread;
+pub(crate) mod unread;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, Inbound, count_tokens};
+use crate::gateway::{Gateway, Inbound, count_tokens, serve_call};
 use crate::server::error::ApiError;
 use crate::server::front::{Front, RequestId};
 use axum::Router;
@@ -164,7 +164,11 @@ fn call_route(inbound: Inbound) -> MethodRouter<Arc<Gateway>> {
     post(
         move |State(gateway): State<Arc<Gateway>>,
               Extension(RequestId(id)): Extension<RequestId>,
-              request: Request| front::call(gateway, inbound, id, request),
+              request: Request| {
+            let (parts, body) = request.into_parts();
+            let body = unread::OwnBody::new(parts.version, body);
+            serve_call(gateway, inbound, id, parts.headers, body)
+        },
     )
 }
 
