@@ -83,6 +83,11 @@ impl Link {
     /// upstream closing it while it sat idle.
     fn reusable(&mut self) -> bool {
         self.drive(&mut Context::from_waker(Waker::noop()));
+        self.ready()
+    }
+
+    /// Whether another request may go on it, as of its last drive.
+    fn ready(&self) -> bool {
         self.connection.is_some() && self.sender.is_ready()
     }
 }
@@ -165,9 +170,11 @@ impl Pool {
     }
 
     /// Keeps `link` for the next request to its origin, unless it cannot
-    /// take one.
-    pub fn give_back(&self, mut link: Link) {
-        if !link.reusable() {
+    /// take one. Not driven again: it comes back as its answer ends, which
+    /// its last drive delivered (a closing answer leaves it not ready), and
+    /// whatever arrives while it waits is processed when it is taken.
+    pub fn give_back(&self, link: Link) {
+        if !link.ready() {
             return;
         }
         let mut shelf = self.shelves.get_or_default().borrow_mut();

@@ -17,6 +17,9 @@ enum Script {
     /// Answers, then closes the connection when told to, without having
     /// announced it.
     AnswerThenClose,
+    /// Answers with `Connection: close`, then waits for the client to
+    /// close its side.
+    AnswerAndClose,
     /// Sends the head and one chunk of a stream that never ends.
     StartStream,
     /// Closes every connection as soon as it is accepted.
@@ -102,6 +105,15 @@ async fn serve(
                     events.send(Event::Closed).unwrap();
                     return;
                 }
+            }
+            Script::AnswerAndClose => {
+                let response =
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 6\r\n\r\nclosed";
+                socket.write_all(response.as_bytes()).await.unwrap();
+                let mut rest = [0u8; 64];
+                while socket.read(&mut rest).await.unwrap_or(0) > 0 {}
+                events.send(Event::ClientLeft).unwrap();
+                return;
             }
             Script::Refuse => unreachable!("refused on accepting"),
             Script::StartStream => {
@@ -316,6 +328,22 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
         // Only now, with the connection back in the pool.
         close.notify_one();
         assert_eq!(seen.recv().await, Some(Event::Closed));
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_announces_a_close_gives_its_connection_up_at_once() {
+    let Scripted {
+        channel, mut seen, ..
+    } = upstream(Script::AnswerAndClose).await;
+    let client = client();
+    for _ in 0..3 {
+        assert_eq!(answer(&client, &channel).await.unwrap(), "closed");
+        assert_eq!(next_event(&mut seen).await, Some(Event::Accepted));
+        assert!(matches!(next_event(&mut seen).await, Some(Event::Head(_))));
+        // While the client, and with it the pool, is still alive: a
+        // connection kept for reuse would stay open.
+        assert_eq!(next_event(&mut seen).await, Some(Event::ClientLeft));
     }
 }
 
