@@ -287,7 +287,12 @@ impl RelayStream {
     async fn pull(&mut self, out: &mut Vec<u8>) -> Pulled {
         loop {
             let pulled = match self.upstream.next().await {
-                Ok(Some(chunk)) => self.road.feed(&chunk, out).await.map(|()| None),
+                Ok(Some(chunk)) => {
+                    // What goes out is about what came in: grown to it by
+                    // doubling, it would be copied several times over.
+                    out.reserve(chunk.len());
+                    self.road.feed(&chunk, out).await.map(|()| None)
+                }
                 Ok(None) => self.road.finish(out).await.map(|e| Some(Pulled::End(e))),
                 Err(error) => return Pulled::Failed(error),
             };
