@@ -25,6 +25,16 @@ pub struct SseDecoder {
     skip_lf: bool,
 }
 
+/// Where the first line of `chunk` ends. A blank line, ending each event,
+/// is seen without a search: a search costs more to set out than one byte
+/// takes to check.
+fn line_end(chunk: &[u8]) -> Option<usize> {
+    match chunk.first() {
+        Some(b'\n' | b'\r') => Some(0),
+        _ => memchr::memchr2(b'\n', b'\r', chunk),
+    }
+}
+
 impl SseDecoder {
     pub fn new() -> Self {
         SseDecoder::default()
@@ -43,12 +53,7 @@ impl SseDecoder {
                 chunk = rest;
             }
         }
-        // A blank line, ending each event, is seen without a search: a
-        // search costs more to set out than one byte takes to check.
-        while let Some(end) = match chunk.first() {
-            Some(b'\n' | b'\r') => Some(0),
-            _ => memchr::memchr2(b'\n', b'\r', chunk),
-        } {
+        while let Some(end) = line_end(chunk) {
             let terminator = chunk[end];
             if self.pending.is_empty() {
                 self.line(&chunk[..end], &mut on_event)?;
