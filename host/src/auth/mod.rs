@@ -211,18 +211,22 @@ mod tests {
             format!("Bearer {key}").parse().unwrap(),
         );
         let (cached, changed) = (Barrier::new(3), Barrier::new(3));
-        std::thread::scope(|threads| {
-            for _ in 0..2 {
-                threads.spawn(|| {
-                    let runtime = runtime();
-                    let caller = runtime.block_on(keys.authenticate(&headers)).unwrap();
-                    assert_eq!(caller.caller.user, "u");
-                    cached.wait();
-                    changed.wait();
-                    let refused = runtime.block_on(keys.authenticate(&headers)).unwrap_err();
-                    assert_eq!(refused, AuthError::Inactive("key"));
-                });
-            }
+        let seen = std::thread::scope(|threads| {
+            // Each thread reaches both barriers whatever it saw, and its
+            // results are checked once all are joined: a thread that
+            // panicked before a barrier would leave the others waiting.
+            let seen: Vec<_> = (0..2)
+                .map(|_| {
+                    threads.spawn(|| {
+                        let runtime = runtime();
+                        let before = runtime.block_on(keys.authenticate(&headers));
+                        cached.wait();
+                        changed.wait();
+                        let after = runtime.block_on(keys.authenticate(&headers));
+                        (before.map(|key| key.caller.user.clone()), after.err())
+                    })
+                })
+                .collect();
             cached.wait();
             let disable = KeyUpdate {
                 name: None,
@@ -232,10 +236,18 @@ mod tests {
                 tags: None,
                 quota_cap: None,
             };
-            setup.block_on(store.update_key(&key_id, &disable)).unwrap();
+            let updated = setup.block_on(store.update_key(&key_id, &disable));
             keys.invalidate();
             changed.wait();
+            updated.unwrap();
+            seen.into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect::<Vec<_>>()
         });
+        for (before, after) in seen {
+            assert_eq!(before, Ok("u".to_string()));
+            assert_eq!(after, Some(AuthError::Inactive("key")));
+        }
     }
 
     #[test]
