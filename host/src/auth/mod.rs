@@ -176,17 +176,22 @@ mod tests {
     use crate::store::testing::stores;
     use std::sync::Barrier;
 
-    /// Two threads, each with its own runtime and cache, authenticate a
-    /// key; it is disabled; the next authentication on each is refused.
+    /// Two threads, each with its own cache, authenticate a key; it is
+    /// disabled; the next authentication on each is refused.
+    ///
+    /// The threads run their calls on a runtime that keeps running while
+    /// they wait at a barrier: sqlx hands a released connection back to
+    /// its pool from a task spawned on the releasing thread's runtime, and
+    /// a current-thread runtime per thread, parked at the barrier, held
+    /// them until the pool's acquire timed out.
     #[test]
     fn a_change_reaches_the_cache_of_every_thread() {
-        let runtime = || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        };
-        let setup = runtime();
+        let setup = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let runtime = setup.handle();
         let (store, _dir) = setup.block_on(stores()).remove(0);
         let (key_id, key) = setup.block_on(async {
             store.put_group("g", 1_000_000).await.unwrap();
@@ -218,7 +223,6 @@ mod tests {
             let seen: Vec<_> = (0..2)
                 .map(|_| {
                     threads.spawn(|| {
-                        let runtime = runtime();
                         let before = runtime.block_on(keys.authenticate(&headers));
                         cached.wait();
                         changed.wait();
